@@ -83,10 +83,27 @@ def _as_pooling(pooling: str | _GlobalPool, **kwargs: Any) -> _GlobalPool:
 class _CAMHead(nn.Module):
     """Base class of the heads: validates features and exposes ``in_channels``/``num_classes``."""
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int, num_classes: int, output_affine: bool = False) -> None:
         super().__init__()
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.num_classes = _positive_int(num_classes, "num_classes")
+        self.scale = nn.Parameter(torch.ones(num_classes)) if output_affine else None
+        self.bias = nn.Parameter(torch.zeros(num_classes)) if output_affine else None
+
+    def _affine(self, scores: Tensor) -> Tensor:
+        """Gudi's per-class output layer ``logit_c = a_c s_c + d_c`` when ``output_affine`` is on."""
+        return scores if self.scale is None else scores * self.scale + self.bias
+
+    def cam_thresholds(self) -> Tensor:
+        """Per-class pooled-score value where the output probability is 0.5: ``-d_c / a_c`` (Gudi §3.1.1).
+
+        A two-way softmax on one pooled score ``s`` is ``sigmoid((a_1 - a_0) s + (d_1 - d_0))``: one scale
+        and one bias per class, whose decision boundary is ``s* = -d / a``. Without ``output_affine`` the
+        boundary of a sigmoid on the pooled score is 0.
+        """
+        if self.scale is None:
+            return torch.zeros(self.num_classes)
+        return (-self.bias / self.scale).detach()
 
     def forward(self, features: Tensor) -> CAMOutput:
         _check_features(features, self.in_channels)
@@ -156,33 +173,21 @@ class CAMLayerHead(_CAMHead):
         output_affine: bool = False,
         **pool_kw: Any,
     ) -> None:
-        super().__init__(in_channels, num_classes)
+        super().__init__(in_channels, num_classes, output_affine)
         self.pool = _as_pooling(pooling, **pool_kw)
         if isinstance(self.pool, GlobalWeightedAvgPool):
             raise ValueError("cam head: class-agnostic 'gwap' pools features; use the 'gwap' head instead")
         self.cam = nn.Conv2d(in_channels, num_classes + self.pool.extra_channels, kernel_size=1)
-        self.scale = nn.Parameter(torch.ones(num_classes)) if output_affine else None
-        self.bias = nn.Parameter(torch.zeros(num_classes)) if output_affine else None
 
     def _forward(self, features: Tensor) -> CAMOutput:
         maps = self.cam(features)
         scores, alpha = self.pool.forward_with_weights(maps)
-        if self.scale is not None:
-            scores = scores * self.scale + self.bias
+        scores = self._affine(scores)
         cams = maps[:, : self.num_classes]
         extras = {"activations": cams}
         if alpha is not None:
             extras["alpha"] = alpha
         return CAMOutput(scores, cams, extras)
-
-    def cam_thresholds(self) -> Tensor:
-        """Per-class CAM value where the output probability is 0.5: ``-d_c / a_c`` (Gudi §3.1.1).
-
-        Without ``output_affine`` the decision boundary of a sigmoid on the pooled score is 0.
-        """
-        if self.scale is None:
-            return torch.zeros(self.num_classes)
-        return (-self.bias / self.scale).detach()
 
 
 class GAPmHead(_CAMHead):
@@ -201,10 +206,14 @@ class GAPmHead(_CAMHead):
         num_classes: ``C``.
         m: maps per class (the paper's choice is 5).
         kernel_size: size of the convolution (3 in the paper; padded to keep the resolution).
+        output_affine: per-class scale + bias after GAP (needed for a one-class sigmoid output, since
+            the ReLU maps make ``g'`` non-negative); see :class:`CAMLayerHead`.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, m: int = 5, kernel_size: int = 3) -> None:
-        super().__init__(in_channels, num_classes)
+    def __init__(
+        self, in_channels: int, num_classes: int, m: int = 5, kernel_size: int = 3, output_affine: bool = False
+    ) -> None:
+        super().__init__(in_channels, num_classes, output_affine)
         self.m = _positive_int(m, "m")
         k = _positive_int(kernel_size, "kernel_size")
         self.conv = nn.Conv2d(in_channels, self.m * num_classes, kernel_size=k, padding=k // 2)
@@ -213,7 +222,7 @@ class GAPmHead(_CAMHead):
         maps = torch.relu(self.conv(features))
         b, _, h, w = maps.shape
         cams = maps.view(b, self.num_classes, self.m, h, w).sum(dim=2)
-        return CAMOutput(cams.mean(dim=(2, 3)), cams, {"activations": maps})
+        return CAMOutput(self._affine(cams.mean(dim=(2, 3))), cams, {"activations": maps})
 
 
 class GWAPHead(_CAMHead):
