@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from wsol.localize import MapStats, otsu_mask
 from wsol.metrics.boxes import box_iou, validate_boxes
 from wsol.metrics.classification import average_precision
 
@@ -158,22 +158,6 @@ def boxes_to_mask(boxes: npt.ArrayLike, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _otsu_mask(score_map: np.ndarray) -> np.ndarray:
-    """Otsu binarization of a min-max normalized map (Qiu et al. §IV-B, Otsu 1979).
-
-    The map is scaled to ``[0, 255]`` uint8 by ``(S − min) / (max − min)`` and thresholded by
-    ``cv2.threshold(…, THRESH_BINARY + THRESH_OTSU)`` (foreground = value > Otsu threshold). A constant
-    map normalizes to all zeros and yields an empty mask.
-    """
-    lo, hi = float(score_map.min()), float(score_map.max())
-    if hi > lo:
-        scaled = np.rint((score_map - lo) / (hi - lo) * 255.0).astype(np.uint8)
-    else:
-        scaled = np.zeros(score_map.shape, dtype=np.uint8)
-    _, binary = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return binary > 0
-
-
 # ----------------------------------------------------------------------------- F-measure
 @dataclass(frozen=True)
 class FMeasureResult:
@@ -247,6 +231,7 @@ def f_measure(
     masks = _as_maps(gt_masks, "gt_masks")
     if len(masks) != len(score_maps):
         raise ValueError(f"maps has {len(score_maps)} images but gt_masks has {len(masks)}")
+    degenerate = MapStats()  # constant maps give an empty Otsu mask (P = F = 0), without a warning
     inter = np.zeros(len(score_maps))
     pred_area = np.zeros(len(score_maps))
     gt_area = np.zeros(len(score_maps))
@@ -256,7 +241,7 @@ def f_measure(
         gt = g != 0
         if not gt.any():
             raise ValueError(f"gt_masks[{i}] is empty: recall is undefined for an image without object")
-        m = _otsu_mask(s) if binarize is None else np.asarray(binarize(s), dtype=bool)
+        m = otsu_mask(s, stats=degenerate) if binarize is None else np.asarray(binarize(s), dtype=bool)
         if m.shape != s.shape:
             raise ValueError(f"binarize returned shape {m.shape} for maps[{i}] of shape {s.shape}")
         inter[i], pred_area[i], gt_area[i] = (m & gt).sum(), m.sum(), gt.sum()
