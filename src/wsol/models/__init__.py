@@ -8,7 +8,25 @@ Example::
 
 from __future__ import annotations
 
-from wsol.models.base import CAMNet, create_model, list_models, register_model
+from wsol.models import backbones
+from wsol.models.base import CAMNet, create_model, list_models, register_model, register_model_prefix
 from wsol.models.lenet import LeNet5Features
+from wsol.models.loading import LoadReport, load_model, load_weights, save_model_checkpoint
+from wsol.models.pretrained import efficientnet_lite0_cam, list_pretrained, preprocess_image
 
-__all__ = ["CAMNet", "LeNet5Features", "create_model", "list_models", "register_model"]
+__all__ = [
+    "CAMNet",
+    "LeNet5Features",
+    "LoadReport",
+    "backbones",
+    "create_model",
+    "efficientnet_lite0_cam",
+    "list_models",
+    "list_pretrained",
+    "load_model",
+    "load_weights",
+    "preprocess_image",
+    "register_model",
+    "register_model_prefix",
+    "save_model_checkpoint",
+]
