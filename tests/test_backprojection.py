@@ -406,12 +406,12 @@ def test_gudi_flood_fill_includes_flanks_below_threshold_down_to_floor() -> None
     labels, n = mountain_labels(m, 0.0)
     assert n == 1 and (labels > 0).sum() == 21
     det = gudi_detect(m, threshold=0.5)  # floor defaults to 0: every activated pixel
-    # mountain: x 1..7, y 3..5 (includes the 0.05–0.3 flanks) → contour box [1, 3, 1 + 7, 3 + 3]
-    np.testing.assert_array_equal(det.boxes, [[1, 3, 8, 6]])
+    # mountain: x 1..7, y 3..5 (includes the 0.05–0.3 flanks) → tight inclusive box [1, 3, 7, 5]
+    np.testing.assert_array_equal(det.boxes, [[1, 3, 7, 5]])
     np.testing.assert_allclose(det.scores, [1.0])
     # a floor of 0.2 cuts the flanks: kept pixels x 2..6 on the centre row, x 3..5 on the others
     det = gudi_detect(m, threshold=0.5, floor=0.2)
-    np.testing.assert_array_equal(det.boxes, [[2, 3, 7, 6]])
+    np.testing.assert_array_equal(det.boxes, [[2, 3, 6, 5]])
 
 
 def test_gudi_two_peaks_two_scored_boxes_and_shared_mountain_merges() -> None:
@@ -423,12 +423,12 @@ def test_gudi_two_peaks_two_scored_boxes_and_shared_mountain_merges() -> None:
     ys, xs = find_peaks(m, 0.5)
     assert sorted(zip(ys.tolist(), xs.tolist(), strict=True)) == [(3, 3), (6, 14)]
     det = gudi_detect(m, threshold=0.5)
-    np.testing.assert_array_equal(det.boxes, [[12, 5, 17, 9], [2, 2, 5, 5]])
+    np.testing.assert_array_equal(det.boxes, [[12, 5, 16, 8], [2, 2, 4, 4]])
     np.testing.assert_allclose(det.scores, [0.9, 0.7])
     # join the two mountains with a ridge above the floor: one mountain, scored by its highest peak
     m[4, 5:12] = 0.2
     det = gudi_detect(m, threshold=0.5)
-    np.testing.assert_array_equal(det.boxes, [[2, 2, 17, 9]])
+    np.testing.assert_array_equal(det.boxes, [[2, 2, 16, 8]])
     np.testing.assert_allclose(det.scores, [0.9])
     # a peak below the threshold gives nothing
     det = gudi_detect(m, threshold=0.95)
@@ -438,17 +438,22 @@ def test_gudi_two_peaks_two_scored_boxes_and_shared_mountain_merges() -> None:
 def test_gudi_backprojects_through_the_receptive_field() -> None:
     rf = ReceptiveField((4, 4), (0, 0), (16, 16))
     m = np.zeros((8, 8))
-    m[2, 3] = 1.0  # single-pixel mountain → input x 12..27, y 8..23 → contour box [12, 8, 28, 24]
+    m[2, 3] = 1.0  # single-pixel mountain → input x 12..27, y 8..23
     det = gudi_detect(m, 0.5, rf=rf, image_size=(40, 40))
-    np.testing.assert_array_equal(det.boxes, [[12, 8, 28, 24]])
+    np.testing.assert_array_equal(det.boxes, [[12, 8, 27, 23]])
     det = gudi_detect(m, 0.5, rf=rf, image_size=(40, 40), ratio=0.5)  # x 15..24, y 11..20
-    np.testing.assert_array_equal(det.boxes, [[15, 11, 25, 21]])
-    # a ring-shaped mountain backprojects to a shape with a hole: the nested hole box is dropped
+    np.testing.assert_array_equal(det.boxes, [[15, 11, 24, 20]])
+    # a ring-shaped mountain backprojects to a shape with a hole: one box, the hole does not matter
     ring = np.zeros((9, 9))
     ring[1:8, 1:8] = 1.0
     ring[3:6, 3:6] = 0.0
     det = gudi_detect(ring, 0.5)
-    np.testing.assert_array_equal(det.boxes, [[1, 1, 8, 8]])
+    np.testing.assert_array_equal(det.boxes, [[1, 1, 7, 7]])
+    # a large ratio shrinks neighbouring receptive fields apart (size 2 < stride 4): still one box
+    # per mountain, spanning all of its pieces
+    m[2, 4] = 0.8
+    det = gudi_detect(m, 0.5, rf=rf, image_size=(40, 40), ratio=1.0)  # x 19..20 and 23..24, y 15..16
+    np.testing.assert_array_equal(det.boxes, [[19, 15, 24, 16]])
 
 
 def test_gudi_batch_nan_and_validation() -> None:
@@ -483,6 +488,23 @@ def test_gudi_end_to_end_with_derived_geometry() -> None:
     cam[4, 5] = 2.0
     cam[4, 6] = 1.0  # flank of the same mountain
     det = gudi_detect(cam, affine_decision_threshold(1.0, -1.5), rf=rf, image_size=(48, 48))
-    # pixels x 5..6, y 4 → input x 20..39, y 16..31 → contour box [20, 16, 40, 32]
-    np.testing.assert_array_equal(det.boxes, [[20, 16, 40, 32]])
+    # pixels x 5..6, y 4 → input x 20..39, y 16..31
+    np.testing.assert_array_equal(det.boxes, [[20, 16, 39, 31]])
     np.testing.assert_allclose(det.scores, [2.0])
+
+
+def test_gudi_relative_floor_is_a_fraction_of_each_maps_peak() -> None:
+    m = mountain_map()  # centre row 0.1, 0.3, 0.6, 1.0, 0.6, 0.3, 0.1 (x 1..7); rows 3 and 5 half of it
+    # floor 0.25 * max = 0.25: centre row x 2..6 (>= 0.3), rows 3/5 only x 3..5 (0.3, 0.5, 0.3)
+    det = gudi_detect(m, 0.5, relative_floor=0.25)
+    np.testing.assert_array_equal(det.boxes, [[2, 3, 6, 5]])
+    # the same map scaled by 10 gives the same box: the floor follows the peak
+    det10 = gudi_detect(m * 10, 0.5, relative_floor=0.25)
+    np.testing.assert_array_equal(det10.boxes, det.boxes)
+    # a relative floor above the threshold also raises the bar for peaks
+    two = np.zeros((5, 12))
+    two[2, 2], two[2, 9] = 1.0, 0.4
+    det = gudi_detect(two, 0.1, relative_floor=0.5)
+    np.testing.assert_array_equal(det.boxes, [[2, 2, 2, 2]])
+    with pytest.raises(ValueError, match="relative_floor"):
+        gudi_detect(m, 0.5, relative_floor=1.0)

@@ -334,3 +334,19 @@ def test_worker_processes_do_not_change_the_result(tmp_path: Path) -> None:
     Trainer(a, TRAIN, VAL, cfg(tmp_path / "a", epochs=1)).fit()
     Trainer(b, TRAIN, VAL, cfg(tmp_path / "b", epochs=1, num_workers=2)).fit()
     _assert_same_weights(a, b)
+
+
+def test_checkpoint_of_a_create_model_network_rebuilds_with_load_model(tmp_path: Path) -> None:
+    from wsol.models import create_model, load_model
+
+    torch.manual_seed(0)
+    model = create_model("lenet5", head="cam", pooling="spam", num_classes=2, in_chans=1, kernel_sizes=(1, 2, None))
+    images = torch.rand(8, 1, 32, 32)
+    data = TensorDataset(images, torch.randint(0, 2, (8,)))
+    Trainer(model, data, None, cfg(tmp_path, epochs=1, batch_size=4)).fit()
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["model_spec"]["pooling"] == "spam" and ckpt["model_spec"]["num_classes"] == 2
+    rebuilt = load_model(str(tmp_path / "last.pt"))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(images)[0], model(images)[0])

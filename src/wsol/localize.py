@@ -1189,18 +1189,6 @@ def mountain_labels(cam: np.ndarray, floor: float) -> tuple[np.ndarray, int]:
     return labels, int(n)
 
 
-def _drop_nested(boxes: np.ndarray) -> np.ndarray:
-    """Remove boxes contained in another box (hole contours of RETR_TREE) and exact duplicates."""
-    keep = []
-    for i, b in enumerate(boxes):
-        inside = (boxes[:, 0] <= b[0]) & (boxes[:, 1] <= b[1]) & (boxes[:, 2] >= b[2]) & (boxes[:, 3] >= b[3])
-        inside[i] = False
-        same = (boxes == b).all(axis=1)
-        if not (inside & ~same).any() and not same[:i].any():
-            keep.append(i)
-    return boxes[keep]
-
-
 def _gudi_single(
     m: np.ndarray,
     threshold: float,
@@ -1216,18 +1204,17 @@ def _gudi_single(
     labels, _ = mountain_labels(m, floor)
     boxes, scores = [], []
     for lab in np.unique(labels[ys, xs]):  # peaks sharing a mountain are merged
-        region = labels == lab
-        score = float(m[region].max())
-        mys, mxs = np.nonzero(region)
-        bp = fast_backprojection(mxs, mys, rf, image_size, ratio)
-        if not bp.any():
+        if lab == 0:  # a peak not above the floor has no mountain
             continue
-        found = _drop_nested(contour_boxes(bp))
-        boxes.append(found)
-        scores.append(np.full(len(found), score))
+        region = labels == lab
+        mys, mxs = np.nonzero(region)
+        box = _bbox(fast_backprojection(mxs, mys, rf, image_size, ratio))
+        if box is not None:
+            boxes.append(box)
+            scores.append(float(m[region].max()))
     if not boxes:
         return Detections(np.zeros((0, 4), dtype=np.int64), np.zeros(0))
-    b, s = np.concatenate(boxes), np.concatenate(scores)
+    b, s = np.asarray(boxes, dtype=np.int64), np.asarray(scores)
     order = np.argsort(-s, kind="stable")
     return Detections(b[order], s[order])
 
@@ -1242,6 +1229,7 @@ def gudi_detect(
     ratio: float = 0.0,
     peak_size: int = 3,
     stats: MapStats | None = None,
+    relative_floor: float | None = None,
 ) -> Detections | list[Detections]:
     """Gudi et al. 2017 §3.1.1 single-shot localization: several scored boxes per raw CAM.
 
@@ -1266,6 +1254,9 @@ def gudi_detect(
         ratio: Algorithm 1's ``r`` in ``[0, 1]``.
         peak_size: size of the max filter defining local maxima.
         stats: degenerate-map counter.
+        relative_floor: if given, in ``[0, 1)``, each map's floor is ``relative_floor · max(map)`` instead of
+            ``floor`` (and peaks must also exceed it): a scale-free floor, tuned on validation data like ``r``,
+            for CAMs whose background level is not 0.
 
     Returns:
         :class:`Detections` per map (empty when no peak passes); a list for a batch.
@@ -1287,14 +1278,22 @@ def gudi_detect(
         if image_size is None:
             raise ValueError("image_size (height, width) is required when rf is given")
         geometry, size = rf, _check_size(image_size, "image_size")
+    if relative_floor is not None:
+        rel = _check_fraction(relative_floor, "relative_floor")
+        if rel >= 1.0:
+            raise ValueError(f"relative_floor must be in [0, 1), got {relative_floor!r}")
     nonfinite = ~np.isfinite(maps).all(axis=(1, 2))
     _record(stats, len(maps), np.zeros(len(maps), dtype=bool), nonfinite)
     empty = Detections(np.zeros((0, 4), dtype=np.int64), np.zeros(0))
     hw = (int(size[0]), int(size[1]))
-    results = [
-        empty if bad else _gudi_single(m.astype(np.float64), t, fl, geometry, hw, r, peak_size)
-        for m, bad in zip(maps, nonfinite, strict=True)
-    ]
+    results = []
+    for m, bad in zip(maps, nonfinite, strict=True):
+        if bad:
+            results.append(empty)
+            continue
+        m = m.astype(np.float64)
+        map_floor = fl if relative_floor is None else rel * float(m.max())
+        results.append(_gudi_single(m, max(t, map_floor), map_floor, geometry, hw, r, peak_size))
     return results if batched else results[0]
 
 
@@ -1308,10 +1307,12 @@ def gudi_boxes(
     ratio: float = 0.0,
     peak_size: int = 3,
     stats: MapStats | None = None,
+    relative_floor: float | None = None,
 ) -> np.ndarray | list[np.ndarray]:
     """Boxes of :func:`gudi_detect` (best score first), without the scores: ``(K, 4)`` per map."""
     det = gudi_detect(
-        score_map, threshold, floor=floor, rf=rf, image_size=image_size, ratio=ratio, peak_size=peak_size, stats=stats
+        score_map, threshold, floor=floor, rf=rf, image_size=image_size, ratio=ratio, peak_size=peak_size, stats=stats,
+        relative_floor=relative_floor,
     )
     return [d.boxes for d in det] if isinstance(det, list) else det.boxes
 

@@ -69,7 +69,7 @@ MetricsFn = Callable[[torch.Tensor, torch.Tensor], Mapping[str, float]]
 
 # Config fields that do not change the trained weights: they may differ between a run and its resumption.
 _RESUME_FREE_FIELDS = frozenset(
-    {"epochs", "out_dir", "num_workers", "progress", "log_format", "checkpoint_every", "device"}
+    {"epochs", "out_dir", "num_workers", "progress", "log_format", "checkpoint_every", "device", "channels_last"}
 )
 
 
@@ -107,6 +107,8 @@ class TrainConfig:
         progress: show a tqdm progress bar (only when stderr is a terminal).
         log_format: per-epoch summary line on stderr: ``"text"``, ``"json"`` (one JSON object per line) or
             ``"none"``.
+        channels_last: run model and inputs in ``torch.channels_last`` memory format (same numbers up to
+            float rounding; often much faster for convolutions on CPU).
     """
 
     epochs: int = 10
@@ -132,6 +134,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     progress: bool = True
     log_format: Literal["text", "json", "none"] = "text"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         self.out_dir = str(self.out_dir)
@@ -390,6 +393,8 @@ class Trainer:
         if self.is_main_process:
             self._check_out_dir()
         self.model = model.to(self.device)
+        if self.config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.train_set = train_set
         self.val_set = val_set
         self.metrics_fn = metrics_fn
@@ -510,6 +515,12 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.config.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Module used for forward passes (e.g. DDP); checkpoints always hold ``self.model``'s weights."""
         return model
@@ -595,7 +606,7 @@ class Trainer:
         sums = {k: torch.zeros((), dtype=torch.float64, device=self.device) for k in ("loss", "task", "reg", "n")}
         for b, batch in enumerate(self._bar(loader, f"epoch {epoch + 1}/{self.config.epochs}")):
             x, y = _unpack_batch(batch)
-            x = x.to(self.device, non_blocking=True)
+            x = self._to_device(x)
             y = y.to(self.device, non_blocking=True)
             with self._autocast():
                 out = model(x)
@@ -636,7 +647,7 @@ class Trainer:
         all_targets: list[torch.Tensor] = []
         for batch in self._bar(loader, "validate"):
             x, y = _unpack_batch(batch)
-            x = x.to(self.device, non_blocking=True)
+            x = self._to_device(x)
             y = y.to(self.device, non_blocking=True)
             with self._autocast():
                 out = model(x)
@@ -732,7 +743,17 @@ class Trainer:
             "history": [dict(r) for r in self.history],
             "config": self.config.to_dict(),
             "rng": _rng_state(),
+            "model_spec": self._model_spec(),
         }
+
+    def _model_spec(self) -> dict[str, Any] | None:
+        """How to rebuild the model (``wsol.models.load_model`` reads it), or None for hand-built models."""
+        from wsol.models.loading import full_model_spec
+
+        try:
+            return full_model_spec(self.model)
+        except ValueError:
+            return None
 
     def load_state_dict(self, ckpt: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (model, optimizer, scheduler, scaler, counters, history, RNG)."""
