@@ -50,6 +50,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 # twice and consumes the sampler once more.
 from tqdm import tqdm
 
+from wsol.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from wsol.heads import ActivityRegularizer
+
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
     "SeededShuffleSampler",
@@ -250,33 +253,9 @@ class SeededShuffleSampler(Sampler[int]):
         return self.num_samples
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not supported on every platform / filesystem
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write via a temp file in the same folder, fsync, then ``os.replace``: readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, ``os.replace``; on failure ``path`` is untouched."""
-    _atomic_write(Path(path), lambda fh: torch.save(obj, fh))
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -441,27 +420,7 @@ class Trainer:
             return regularizer
         if cfg.regularizer == "none":
             return None
-        try:
-            from wsol.heads import activity_regularization  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise ValueError(
-                f"TrainConfig.regularizer={cfg.regularizer!r} needs wsol.heads.activity_regularization, which is "
-                "not available; pass regularizer=<callable> to Trainer"
-            ) from exc
-        kind, alpha = cfg.regularizer, cfg.reg_weight
-
-        def activity(out: Any) -> torch.Tensor:
-            extras = getattr(out, "extras", None) or {}
-            maps = extras.get("activations")
-            if maps is None:
-                maps = getattr(out, "cams", None)
-                if maps is None and isinstance(out, (tuple, list)) and len(out) > 1:
-                    maps = out[1]
-            if maps is None:
-                raise ValueError("activity regularization needs the model to return activation maps")
-            return activity_regularization(maps, kind, alpha)
-
-        return activity
+        return ActivityRegularizer(cfg.regularizer, cfg.reg_weight)
 
     def _find_backbone_params(self) -> list[nn.Parameter]:
         model = self.model
@@ -823,6 +782,6 @@ class Trainer:
         writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.history)
-        _atomic_write(self.out_dir / "metrics.csv", lambda fh: fh.write(text.getvalue().encode()))
+        atomic_write_text(self.out_dir / "metrics.csv", text.getvalue())
         payload = json.dumps(self.history, indent=1).encode()
-        _atomic_write(self.out_dir / "metrics.json", lambda fh: fh.write(payload))
+        atomic_write_bytes(self.out_dir / "metrics.json", payload)

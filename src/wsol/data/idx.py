@@ -19,11 +19,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from wsol.atomic import atomic_write_bytes
 
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 
@@ -129,13 +130,4 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | 
     payload += np.ascontiguousarray(arr, dtype=IDX_DTYPES[code]).tobytes()
     if compress if compress is not None else path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, payload)

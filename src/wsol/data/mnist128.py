@@ -43,7 +43,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from wsol.atomic import atomic_write
 from wsol.data.idx import read_idx
 
 __all__ = [
@@ -713,17 +713,7 @@ class MNIST128(Dataset):
             "pool_source": self.pool_source,
             "pool_fingerprint": self.pool_fingerprint,
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda fh: np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays))
 
     @classmethod
     def from_cache(cls, path: str | os.PathLike[str], *, return_annotation: bool = False) -> MNIST128:
