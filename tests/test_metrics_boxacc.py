@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from wsol.localize import DegenerateMapWarning
+from wsol.metrics import boxacc
 from wsol.metrics.boxacc import (
     BoxAccEvaluator,
     cam_thresholds,
@@ -292,3 +293,67 @@ def test_evaluator_fast_and_reference_reports_are_identical() -> None:
     fast = compute_boxacc(cams, gts, method="fast", **kw)  # type: ignore[arg-type]
     ref = compute_boxacc(cams, gts, method="reference", **kw)  # type: ignore[arg-type]
     assert fast.to_dict(include_curves=True) == ref.to_dict(include_curves=True)
+
+
+# ------------------------------------------------------------------------------- numba level sweep
+_needs_numba = pytest.mark.skipif(boxacc._sweep_levels is None, reason="numba not installed")
+
+
+def _sweep_vs_contours(q: np.ndarray, gt: np.ndarray) -> None:
+    """Every level of the sweep against findContours on that level (ties are left to findContours)."""
+    levels = np.arange(int(q.max()), dtype=np.int64)
+    multi, largest, tied = boxacc._sweep_levels(q, levels, gt.astype(np.float64), *boxacc._SWEEP_TABLES)
+    ref_largest, ref_multi = boxacc._contour_level_ious(q, gt.astype(np.float64), levels)
+    np.testing.assert_array_equal(multi, ref_multi)
+    np.testing.assert_array_equal(largest[~tied], ref_largest[~tied])
+
+
+@_needs_numba
+@pytest.mark.parametrize("seed", range(6))
+def test_sweep_equals_contours_on_rings_blobs_and_noise(seed: int) -> None:
+    # Rings next to blobs of similar area make the largest contour depend on the traced area of a
+    # component with holes, and a later level grows that (already traced) component again.
+    rng = np.random.default_rng(seed)
+    m = _blob_map(seed + 20, ring=True, low=14 + 7 * (seed % 3))
+    if seed % 2:
+        m = m + 0.01 * rng.standard_normal(m.shape) * np.ptp(m)
+    q = quantize_scoremap(normalize_scoremap(m)[0])
+    _sweep_vs_contours(q, np.array([[10, 10, 100, 120], [60, 50, 200, 180]]))
+
+
+@_needs_numba
+def test_sweep_traced_area_matches_contour_area() -> None:
+    # Each 8-connected component traced from its raster-first pixel vs contourArea of its outer border.
+    rng = np.random.default_rng(5)
+    mask = cv2.resize((rng.random((12, 12)) > 0.45).astype(np.uint8), (60, 60), interpolation=cv2.INTER_NEAREST)
+    mask[20:40, 20:40] = 0
+    mask[25:35, 25:35] = 1  # ring around an island
+    mask[45:60, :] = 0
+    mask[48, 3:9:2] = 1  # isolated dots and a one-pixel-wide line
+    mask[55, 2:30] = 1
+    h, w = mask.shape
+    pw = w + 2
+    inside = np.zeros((h + 2, w + 2), dtype=bool)
+    inside[1:-1, 1:-1] = mask > 0
+    dirs = np.array([1, -pw + 1, -pw, -pw - 1, -1, pw - 1, pw, pw + 1])
+    n, labels = cv2.connectedComponents(mask, connectivity=8)
+    assert n >= 4
+    for k in range(1, n):
+        comp = (labels == k).astype(np.uint8)
+        (outer,), _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        ys, xs = np.nonzero(comp)  # raster order: the first one is the top-left-most pixel
+        start = (ys[0] + 1) * pw + xs[0] + 1
+        assert boxacc._trace_twice_area(inside.ravel(), int(start), pw, dirs) == round(2 * cv2.contourArea(outer))
+
+
+@_needs_numba
+@settings(max_examples=50, deadline=None)
+@given(
+    m=hnp.arrays(np.uint8, st.tuples(st.integers(1, 30), st.integers(1, 30)), elements=st.sampled_from([0, 9, 180])),
+    box=st.tuples(st.integers(0, 29), st.integers(0, 29), st.integers(0, 29), st.integers(0, 29)),
+)
+def test_sweep_equals_contours_on_random_plateau_maps(m: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    x0, x1 = sorted(box[::2])
+    y0, y1 = sorted(box[1::2])
+    if m.max() > 0:
+        _sweep_vs_contours(np.ascontiguousarray(m), np.array([[x0, y0, x1, y1], [0, 0, 2, 2]]))

@@ -46,6 +46,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+try:  # optional accelerator of method="fast" (a pure-OpenCV path is used without it)
+    import numba as _numba
+except ImportError:  # pragma: no cover - depends on the environment
+    _numba = None
+
 from wsol.localize import DegenerateMapWarning, contour_boxes
 from wsol.metrics.boxes import box_iou
 
@@ -291,47 +296,443 @@ def _contour_stats(contours: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return bounds, twice_area
 
 
-def _fast_ious(q: np.ndarray, gt: np.ndarray, thresholds: np.ndarray) -> ThresholdIoUs:
-    """Same result as :func:`_reference_ious`, one ``findContours`` per *distinct* quantized level.
+# ----------------------------------------------------------------------------------------------
+# Level sweep (numba): all distinct levels of one map in one union-find pass over its pixels
+# ----------------------------------------------------------------------------------------------
+# Hand-written because no library computes, for *every* threshold of a map at once, the boxes of the
+# connected components and holes plus the contour areas; re-running findContours / connectedComponents
+# per level is what the sweep avoids. The correspondences it relies on (checked against cv2.findContours
+# by the exhaustive and hypothesis tests of tests/test_metrics_boxacc.py) are:
+#
+# * outer borders (RETR_TREE, 8-connectivity) <-> 8-connected foreground components; their
+#   boundingRect is the pixel bounding box of the component;
+# * hole borders <-> 4-connected background components that do not touch the image border (OpenCV pads
+#   the image with zeros); the border runs on the foreground pixels around the hole, so its boundingRect
+#   is the hole's pixel box grown by one pixel on each side;
+# * contourArea of an outer border of a hole-free component is (2 n(Q4) + n(Q3)) / 2 over the 2 × 2
+#   windows ("bit quads", Gray 1971) with 4 / 3 foreground corners; a hole border's area never exceeds
+#   the area of the outer border of its component (which comes first in findContours order), so the
+#   largest contour (MaxBoxAcc V1) is always an outer border; the number of holes is 1 - Euler number,
+#   E = (n(Q1) - n(Q3) - 2 n(QD)) / 4 (8-connectivity). Both quad sums are additive over components
+#   (all foreground pixels of a 2 × 2 window are 8-connected), so they are kept per component;
+# * components with holes get their exact area from a Suzuki & Abe (1985) outer-border trace (the
+#   algorithm behind findContours) when, and only when, a cheap bound leaves the largest one undecided;
+#   exact ties at the maximum (order of findContours decides) are left to findContours.
 
-    ``int(t * max q)`` takes at most ``max q <= 255`` values over the thresholds, and the mask only
-    depends on it, so each level is processed once and its result is broadcast back. The mask is
-    cropped to its bounding box before ``findContours``: OpenCV pads the image with zeros, so the crop
-    (which removes only empty rows/columns) yields the same contours in the same raster order, shifted.
-    Boxes and areas of all contours of all levels are then computed at once (:func:`_contour_stats`),
-    the largest contour of a level is its first contour of maximal area (like ``max(key=contourArea)``),
-    and all IoUs come from one vectorized :func:`box_iou` call.
+
+def _quad_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Change of ``2 n(Q4) + n(Q3)`` and of ``4 E`` when a pixel with 8-neighbourhood bits ``nb`` is added.
+
+    Neighbour bit ``k`` is at ``(dy, dx)`` = ``_NEIGHBOURS[k]``; the four 2 × 2 windows containing the
+    pixel are scored before and after it is set.
+    """
+
+    def area2(bits: int) -> int:
+        return {3: 1, 4: 2}.get(bin(bits).count("1"), 0)
+
+    def euler4(bits: int) -> int:  # 4 x the Euler-number contribution of a window, 8-connectivity
+        c = bin(bits).count("1")
+        return int(c == 1) - int(c == 3) - 2 * int(bits in (0b1001, 0b0110))
+
+    d_area = np.zeros(256, np.int64)
+    d_euler = np.zeros(256, np.int64)
+    for nb in range(256):
+        n = [(nb >> k) & 1 for k in range(8)]
+        # (corners before, bit of the new pixel) for windows with the pixel at BR, BL, TR, TL
+        windows = (
+            (n[0] | n[1] << 1 | n[3] << 2, 8),
+            (n[1] | n[2] << 1 | n[4] << 3, 4),
+            (n[3] | n[5] << 2 | n[6] << 3, 2),
+            (n[4] << 1 | n[6] << 2 | n[7] << 3, 1),
+        )
+        for before, bit in windows:
+            d_area[nb] += area2(before | bit) - area2(before)
+            d_euler[nb] += euler4(before | bit) - euler4(before)
+    return d_area, d_euler
+
+
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _union_tables() -> tuple[np.ndarray, np.ndarray]:
+    """For each 8-neighbourhood ``nb``: one neighbour per group of mutually 8-connected present neighbours.
+
+    Neighbours of one group are already in one component, so a new pixel needs one union per group.
+    """
+    reps = np.zeros((256, 4), np.int64)
+    nrep = np.zeros(256, np.int64)
+    for nb in range(256):
+        present = [k for k in range(8) if nb >> k & 1]
+        group = {k: k for k in present}
+
+        def root(k: int, group: dict[int, int] = group) -> int:
+            while group[k] != k:
+                k = group[k]
+            return k
+
+        for a in present:
+            for b in present:
+                (ya, xa), (yb, xb) = _NEIGHBOURS[a], _NEIGHBOURS[b]
+                if max(abs(ya - yb), abs(xa - xb)) == 1:
+                    group[root(a)] = root(b)
+        roots = sorted({root(k) for k in present})
+        nrep[nb] = len(roots)
+        reps[nb, : len(roots)] = roots
+    return reps, nrep
+
+
+def _iou_gt(b0: float, b1: float, b2: float, b3: float, gt: np.ndarray) -> float:
+    """``box_iou([b], gt).max()`` with the same float64 operations (so bit-identical)."""
+    best = 0.0
+    for k in range(gt.shape[0]):
+        g0, g1, g2, g3 = gt[k, 0], gt[k, 1], gt[k, 2], gt[k, 3]
+        inter = max(min(b2, g2) - max(b0, g0) + 1.0, 0.0) * max(min(b3, g3) - max(b1, g1) + 1.0, 0.0)
+        union = (b2 - b0 + 1.0) * (b3 - b1 + 1.0) + (g2 - g0 + 1.0) * (g3 - g1 + 1.0) - inter
+        v = inter / max(union, 2.2250738585072014e-308)
+        if k == 0 or v > best:
+            best = v
+    return best
+
+
+def _find(parent: np.ndarray, i: int) -> int:
+    """Union-find root with path halving."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _trace_twice_area(inside: np.ndarray, start: int, pw: int, dirs: np.ndarray) -> int:
+    """Twice the ``contourArea`` of the outer border starting at the raster-first pixel ``start``.
+
+    Border following of Suzuki & Abe (1985), steps 3.1–3.5 (what ``cv2.findContours`` runs), on the
+    zero-padded flat mask ``inside`` of row pitch ``pw``; ``dirs[k]`` is the flat offset of direction
+    ``k`` (0 = right, counter-clockwise). Returns ``|sum x_i y_{i+1} - x_{i+1} y_i|`` over the border.
+    """
+    i1 = -1
+    for t in range(8):  # 3.1: clockwise around start, from its (background) left neighbour
+        c = start + dirs[(4 - t) % 8]
+        if inside[c]:
+            i1 = c
+            break
+    if i1 < 0:  # isolated pixel
+        return 0
+    i2, i3, acc = i1, start, 0
+    while True:
+        d = 0
+        for k in range(8):
+            if dirs[k] == i2 - i3:
+                d = k
+                break
+        i4 = i2
+        for t in range(1, 9):  # 3.3: counter-clockwise around i3, starting after i2
+            c = i3 + dirs[(d + t) % 8]
+            if inside[c]:
+                i4 = c
+                break
+        y3, y4 = i3 // pw, i4 // pw
+        acc += (i3 - y3 * pw) * y4 - (i4 - y4 * pw) * y3
+        if i4 == start and i3 == i1:  # 3.5: back at the start
+            break
+        i2, i3 = i3, i4
+    return abs(acc)
+
+
+def _sweep_levels_py(
+    q: np.ndarray, levels: np.ndarray, gt: np.ndarray, d_area: np.ndarray, d_euler: np.ndarray,
+    reps: np.ndarray, nrep: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """All-contour and largest-contour IoU of ``{q > L}`` for every level ``L`` (ascending, all < max q).
+
+    Foreground pass (levels high to low, pixels added by decreasing value): union-find over 8-connected
+    components keeping their box, ``2 n(Q4) + n(Q3)``, ``4 E`` and raster-first pixel; after each level
+    the live components give the outer-border boxes and the largest contour. Background pass (levels
+    low to high, pixels added by increasing value): union-find over 4-connected components, the zero
+    padding being one pre-added component; live components not merged with it are the holes.
+
+    Returns:
+        ``(multi, largest, tied)``: per-level IoUs, and the levels whose largest contour is tied in area
+        (their ``largest`` entry is not set; the caller asks ``findContours``).
     """
     h, w = q.shape
+    n = h * w
+    pw = w + 2
+    npad = (h + 2) * pw
+    nl = levels.shape[0]
+    flat = q.ravel()
+    # counting sort of the pixels by value (flat indices in the zero-padded frame)
+    start = np.zeros(257, np.int64)
+    for i in range(n):
+        start[flat[i] + 1] += 1
+    for v in range(256):
+        start[v + 1] += start[v]
+    order = np.empty(n, np.int32)
+    value = np.empty(n, np.uint8)
+    for y in range(h):
+        for x in range(w):
+            v = flat[y * w + x]
+            k = start[v]
+            order[k] = (y + 1) * pw + x + 1
+            value[k] = v
+            start[v] = k + 1
+
+    multi = np.full(nl, -1.0)
+    largest = np.full(nl, -1.0)
+    tied = np.zeros(nl, np.bool_)
+    parent = np.empty(npad, np.int32)
+    size = np.empty(npad, np.int32)
+    x0 = np.empty(npad, np.int32)
+    y0 = np.empty(npad, np.int32)
+    x1 = np.empty(npad, np.int32)
+    y1 = np.empty(npad, np.int32)
+    quad = np.empty(npad, np.int64)  # 2 n(Q4) + n(Q3)
+    area2 = np.empty(npad, np.int64)  # quad, replaced by the exact twice contour area once traced
+    exact = np.zeros(npad, np.bool_)
+    euler4 = np.empty(npad, np.int32)
+    first = np.empty(npad, np.int32)
+    iou = np.empty(npad, np.float64)
+    dirty = np.empty(npad, np.bool_)
+    inside = np.zeros(npad, np.bool_)
+    live = np.empty(n, np.int32)
+    pos = np.full(npad, -1, np.int32)
+    nlive = 0
+    fw = float(w - 1)
+    fh = float(h - 1)
+    offs = np.array([-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1])  # order of _NEIGHBOURS
+    dirs = np.array([1, -pw + 1, -pw, -pw - 1, -1, pw - 1, pw, pw + 1])  # Suzuki directions 0..7
+
+    # ---- foreground: 8-connected components of {q > L}, L from high to low
+    ptr = n - 1
+    for li in range(nl - 1, -1, -1):
+        lev = levels[li]
+        while ptr >= 0 and value[ptr] > lev:
+            p = order[ptr]
+            ptr -= 1
+            y = p // pw - 1
+            x = p - (y + 1) * pw - 1
+            inside[p] = True
+            parent[p] = p
+            size[p] = 1
+            x0[p] = x
+            x1[p] = x
+            y0[p] = y
+            y1[p] = y
+            quad[p] = 0
+            euler4[p] = 0
+            first[p] = p
+            live[nlive] = p
+            pos[p] = nlive
+            nlive += 1
+            r = p
+            nb = 0
+            for k in range(8):
+                if inside[p + offs[k]]:
+                    nb |= 1 << k
+            for t in range(nrep[nb]):
+                s = _find(parent, p + offs[reps[nb, t]])
+                if s == r:
+                    continue
+                if size[s] > size[r]:
+                    r, s = s, r
+                parent[s] = r
+                size[r] += size[s]
+                x0[r] = min(x0[r], x0[s])
+                y0[r] = min(y0[r], y0[s])
+                x1[r] = max(x1[r], x1[s])
+                y1[r] = max(y1[r], y1[s])
+                quad[r] += quad[s]
+                euler4[r] += euler4[s]
+                first[r] = min(first[r], first[s])
+                j = pos[s]
+                nlive -= 1
+                last = live[nlive]
+                live[j] = last
+                pos[last] = j
+                pos[s] = -1
+            quad[r] += d_area[nb]
+            area2[r] = quad[r]
+            euler4[r] += d_euler[nb]
+            dirty[r] = True
+            exact[r] = euler4[r] == 4  # no hole: the quad area is the contour area
+        if nlive == 0:  # not reached for levels < max q; the reference box of an empty mask
+            multi[li] = largest[li] = _iou_gt(0.0, 0.0, 0.0, 0.0, gt)
+            continue
+        best = -1.0
+        arg = -1
+        lb = -1
+        for j in range(nlive):
+            r = live[j]
+            if dirty[r]:
+                bx1, by1 = min(float(x1[r] + 1), fw), min(float(y1[r] + 1), fh)
+                iou[r] = _iou_gt(float(x0[r]), float(y0[r]), bx1, by1, gt)
+                dirty[r] = False
+            best = max(best, iou[r])
+            if area2[r] > lb:  # a lower bound of the contour area (exact without holes)
+                lb = area2[r]
+                arg = r
+        multi[li] = best
+        decided = True
+        for j in range(nlive):  # upper bound with holes: the box spanned by the pixel centres
+            r = live[j]
+            if r != arg and (area2[r] if exact[r] else 2 * (x1[r] - x0[r]) * (y1[r] - y0[r])) >= lb:
+                decided = False
+                break
+        if decided:
+            largest[li] = iou[arg]
+            continue
+        if not exact[arg]:
+            area2[arg] = _trace_twice_area(inside, first[arg], pw, dirs)
+            exact[arg] = True
+        top = area2[arg]
+        for j in range(nlive):  # every component that may reach area2[arg] gets its exact area
+            r = live[j]
+            if not exact[r] and 2 * (x1[r] - x0[r]) * (y1[r] - y0[r]) >= area2[arg]:
+                area2[r] = _trace_twice_area(inside, first[r], pw, dirs)
+                exact[r] = True
+            if exact[r]:
+                top = max(top, area2[r])
+        win = -1
+        for j in range(nlive):
+            r = live[j]
+            if exact[r] and area2[r] == top:
+                win = r if win == -1 else -2
+        if win >= 0:
+            largest[li] = iou[win]
+        else:
+            tied[li] = True
+
+    # ---- background: 4-connected components of {q <= L}, L from low to high; the padding is `out`
+    inside[:] = False
+    pos[:] = -1
+    out = 0
+    for y in range(h + 2):
+        for x in range(w + 2):
+            if y == 0 or x == 0 or y == h + 1 or x == w + 1:
+                inside[y * pw + x] = True
+                parent[y * pw + x] = out
+    size[out] = npad
+    nlive = 0
+    ptr = 0
+    for li in range(nl):
+        lev = levels[li]
+        while ptr < n and value[ptr] <= lev:
+            p = order[ptr]
+            ptr += 1
+            y = p // pw - 1
+            x = p - (y + 1) * pw - 1
+            inside[p] = True
+            parent[p] = p
+            size[p] = 1
+            x0[p] = x
+            x1[p] = x
+            y0[p] = y
+            y1[p] = y
+            live[nlive] = p
+            pos[p] = nlive
+            nlive += 1
+            r = p
+            for k in (1, 3, 4, 6):
+                c = p + offs[k]
+                if not inside[c]:
+                    continue
+                s = _find(parent, c)
+                if s == r:
+                    continue
+                if size[s] > size[r]:
+                    r, s = s, r
+                parent[s] = r
+                size[r] += size[s]
+                x0[r] = min(x0[r], x0[s])
+                y0[r] = min(y0[r], y0[s])
+                x1[r] = max(x1[r], x1[s])
+                y1[r] = max(y1[r], y1[s])
+                j = pos[s]
+                if j >= 0:
+                    nlive -= 1
+                    last = live[nlive]
+                    live[j] = last
+                    pos[last] = j
+                    pos[s] = -1
+            dirty[r] = True
+        for j in range(nlive):  # holes: boundingRect of the hole border = hole box grown by 1
+            r = live[j]
+            if dirty[r]:
+                bx1, by1 = min(float(x1[r] + 2), fw), min(float(y1[r] + 2), fh)
+                iou[r] = _iou_gt(float(x0[r] - 1), float(y0[r] - 1), bx1, by1, gt)
+                dirty[r] = False
+            multi[li] = max(multi[li], iou[r])
+    return multi, largest, tied
+
+
+_SWEEP_TABLES = (*_quad_tables(), *_union_tables())
+if _numba is None:  # pragma: no cover - exercised only without numba
+    _sweep_levels = None
+else:
+    _iou_gt = _numba.njit(cache=True)(_iou_gt)
+    _find = _numba.njit(cache=True)(_find)
+    _trace_twice_area = _numba.njit(cache=True)(_trace_twice_area)
+    _sweep_levels = _numba.njit(cache=True)(_sweep_levels_py)
+
+
+def _contour_level_ious(q: np.ndarray, gt: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest-contour and all-contour IoU of ``{q > L}`` for each (non-empty) level, via ``findContours``.
+
+    The mask is cropped to its bounding box before ``findContours``: OpenCV pads the image with zeros,
+    so the crop (which removes only empty rows/columns) yields the same contours in the same raster
+    order, shifted. Boxes and areas of all contours of all levels are computed at once
+    (:func:`_contour_stats`), the largest contour of a level is its first contour of maximal area
+    (like ``max(key=contourArea)``), and all IoUs come from one vectorized :func:`box_iou` call.
+
+    Returns:
+        ``(largest, multi)``, one IoU per level.
+    """
+    h, w = q.shape
+    y0, y1, x0, x1 = _level_bboxes(q, levels)
+    contours: list[np.ndarray] = []
+    counts = np.empty(len(levels), dtype=np.int64)
+    find, tree, simple = cv2.findContours, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE
+    for i, (level, a, b, c, d) in enumerate(
+        zip(levels.tolist(), y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist(), strict=True)
+    ):
+        found = find((q[a : b + 1, c : d + 1] > level).view(np.uint8), tree, simple)[0]
+        counts[i] = len(found)
+        contours.extend(found)
+    bounds, twice_area = _contour_stats(contours)
+    owner = np.repeat(np.arange(len(levels)), counts)
+    boxes = bounds + np.stack([x0, y0, x0, y0], axis=1)[owner]
+    boxes[:, 2:] += 1  # boundingRect: x + w = max x + 1, then clipped like the reference
+    np.minimum(boxes[:, 2], w - 1, out=boxes[:, 2])
+    np.minimum(boxes[:, 3], h - 1, out=boxes[:, 3])
+    box_best = box_iou(boxes, gt).max(axis=1)
+    starts = np.zeros(len(levels), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    multi = np.maximum.reduceat(box_best, starts)
+    is_max = twice_area == np.maximum.reduceat(twice_area, starts)[owner]
+    first_max = np.minimum.reduceat(np.where(is_max, np.arange(len(owner)), len(owner)), starts)
+    return box_best[first_max], multi
+
+
+def _fast_ious(q: np.ndarray, gt: np.ndarray, thresholds: np.ndarray) -> ThresholdIoUs:
+    """Same result as :func:`_reference_ious`, each *distinct* quantized level evaluated once.
+
+    ``int(t * max q)`` takes at most ``max q <= 255`` values over the thresholds, and the mask only
+    depends on it, so each level is processed once and its result is broadcast back. With numba the
+    levels are swept by :func:`_sweep_levels` (one union-find pass over the pixels, see there), which
+    asks for ``findContours`` (:func:`_contour_level_ious`) only on levels where the largest contour
+    is tied; without numba every level goes through :func:`_contour_level_ious`.
+    """
     qmax = int(q.max())
     levels = (thresholds * qmax).astype(np.int64)  # == int(t * np.max(q)) of the reference
     if qmax == 0:  # every mask is empty: the reference box [0, 0, 0, 0]
         iou = float(box_iou(np.zeros((1, 4)), gt).max())
         return ThresholdIoUs(np.full(len(thresholds), iou), np.full(len(thresholds), iou))
     uniq, inverse = np.unique(levels, return_inverse=True)
-    y0, y1, x0, x1 = _level_bboxes(q, uniq)
-    contours: list[np.ndarray] = []
-    counts = np.empty(len(uniq), dtype=np.int64)
-    find, tree, simple = cv2.findContours, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE
-    for i, (level, a, b, c, d) in enumerate(
-        zip(uniq.tolist(), y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist(), strict=True)
-    ):
-        found = find((q[a : b + 1, c : d + 1] > level).view(np.uint8), tree, simple)[0]
-        counts[i] = len(found)
-        contours.extend(found)
-    bounds, twice_area = _contour_stats(contours)
-    owner = np.repeat(np.arange(len(uniq)), counts)
-    boxes = bounds + np.stack([x0, y0, x0, y0], axis=1)[owner]
-    boxes[:, 2:] += 1  # boundingRect: x + w = max x + 1, then clipped like the reference
-    np.minimum(boxes[:, 2], w - 1, out=boxes[:, 2])
-    np.minimum(boxes[:, 3], h - 1, out=boxes[:, 3])
-    box_best = box_iou(boxes, gt).max(axis=1)
-    starts = np.zeros(len(uniq), dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    multi = np.maximum.reduceat(box_best, starts)
-    is_max = twice_area == np.maximum.reduceat(twice_area, starts)[owner]
-    first_max = np.minimum.reduceat(np.where(is_max, np.arange(len(owner)), len(owner)), starts)
-    largest = box_best[first_max]
+    if _sweep_levels is None:
+        largest, multi = _contour_level_ious(q, gt, uniq)
+    else:
+        multi, largest, tied = _sweep_levels(np.ascontiguousarray(q), uniq, np.ascontiguousarray(gt), *_SWEEP_TABLES)
+        if tied.any():
+            largest[tied] = _contour_level_ious(q, gt, uniq[tied])[0]
     return ThresholdIoUs(largest[inverse], multi[inverse])
 
 
