@@ -48,3 +48,14 @@ def test_cli_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "spam" in out and "gapm" in out and "lenet5" in out
+
+
+def test_lenet5_optional_mnist_standardization():
+    from wsol.models.lenet import MNIST_MEAN, MNIST_STD, LeNet5Features
+
+    torch.manual_seed(0)
+    plain = LeNet5Features(1)
+    normed = LeNet5Features(1, normalize=True)
+    normed.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(normed(x), plain((x - MNIST_MEAN) / MNIST_STD), atol=1e-6)

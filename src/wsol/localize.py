@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import inspect
 import math
 import warnings
@@ -68,6 +69,7 @@ __all__ = [
     "otsu_mask",
     "otsu_threshold",
     "receptive_field_chain",
+    "tf_same_padding",
     "threshold_mask",
     "upsample_cams",
     "upsample_map",
@@ -578,8 +580,47 @@ class LayerGeometry:
         return out[0], out[1]
 
 
-def _layer_geometry(module: nn.Module, name: str) -> LayerGeometry:
-    """Geometry of a Conv2d / MaxPool2d / AvgPool2d module (tuple params, dilation, ``padding='same'``)."""
+@functools.cache
+def _tf_same_types() -> tuple[type, ...]:
+    """timm's TensorFlow-"SAME" layers: ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.AvgPool2d`` subclasses whose
+    ``forward`` pads the input with ``F.pad`` (an amount that depends on the input size) and then runs the
+    op with ``padding=0`` (``Conv2dSame``, ``Conv2dSameExport``, ``MaxPool2dSame``, ``AvgPool2dSame``; built by
+    ``timm.layers.create_conv2d`` / ``create_pool2d`` with ``padding='same'`` whenever the padding cannot be
+    static, e.g. in every ``tf_`` EfficientNet). Empty when timm is not installed."""
+    found: list[type] = []
+    for module, names in (
+        ("timm.layers.conv2d_same", ("Conv2dSame", "Conv2dSameExport")),
+        ("timm.layers.pool2d_same", ("MaxPool2dSame", "AvgPool2dSame")),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:  # pragma: no cover - timm is a dependency
+            continue
+        found.extend(getattr(mod, n) for n in names if hasattr(mod, n))
+    return tuple(found)
+
+
+def tf_same_padding(size: int, kernel: int, stride: int) -> int:
+    """Total TF-"SAME" padding of one axis: ``max((⌈n/s⌉ − 1)·s + k − n, 0)`` with ``k`` the effective kernel
+    ``(k − 1)·d + 1``; ``total // 2`` goes before the first pixel and the rest after the last
+    (``timm.layers.padding.get_same_padding``). The output then has ``⌈n/s⌉`` pixels."""
+    return max((-(-size // stride) - 1) * stride + kernel - size, 0)
+
+
+def _layer_geometry(module: nn.Module, name: str, in_hw: tuple[int, int] | None = None) -> LayerGeometry:
+    """Geometry of a Conv2d / MaxPool2d / AvgPool2d module (tuple params, dilation, ``padding='same'``).
+
+    For timm's TF-"SAME" layers (:func:`_tf_same_types`) the padding depends on the input size ``in_hw``:
+    :func:`tf_same_padding` per axis, ``total // 2`` on the top/left.
+    """
+    if in_hw is not None and isinstance(module, _tf_same_types()):
+        k = _pair(module.kernel_size)
+        s = _pair(module.stride if module.stride is not None else module.kernel_size)
+        d = _pair(getattr(module, "dilation", 1))
+        k_eff = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+        total = (tf_same_padding(in_hw[0], k_eff[0], s[0]), tf_same_padding(in_hw[1], k_eff[1], s[1]))
+        ceil = bool(getattr(module, "ceil_mode", False))
+        return LayerGeometry(name, k_eff, s, (total[0] // 2, total[1] // 2), total, ceil_mode=ceil)
     if isinstance(module, nn.Conv2d):
         k, s, d = _pair(module.kernel_size), _pair(module.stride), _pair(module.dilation)
         k_eff = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
@@ -772,12 +813,17 @@ def _check_model(model: Any) -> None:
         raise ValueError("model has no nn.Conv2d layer: cannot derive a receptive field (argument 'model')")
 
 
-def _frontier(start: Any, stop: dict[Any, Any], x: torch.Tensor) -> tuple[list[Any], bool]:
+def _frontier(
+    start: Any, stop: dict[Any, Any], x: torch.Tensor, absorbed: dict[Any, str] | None = None
+) -> tuple[list[Any], bool]:
     """Recorded layer nodes reachable from ``start`` without crossing another recorded node.
 
     Returns the nodes found and whether the input ``x`` itself is reachable on such a path. Raises
-    :class:`_NotAChain` when an unrecorded spatial op (name in ``_SPATIAL_NODE_HINTS``) is crossed.
+    :class:`_NotAChain` when an unrecorded spatial op (name in ``_SPATIAL_NODE_HINTS``) is crossed;
+    ``absorbed`` nodes (the ``F.pad`` of a TF-"SAME" layer, already part of that layer's geometry) are
+    crossed freely.
     """
+    absorbed = absorbed or {}
     found: list[Any] = []
     reaches_input = False
     seen: dict[int, Any] = {}  # keeps the node wrappers alive so their ids stay unique
@@ -794,7 +840,7 @@ def _frontier(start: Any, stop: dict[Any, Any], x: torch.Tensor) -> tuple[list[A
             reaches_input |= node.variable is x
             continue
         name = type(node).__name__
-        if any(hint in name for hint in _SPATIAL_NODE_HINTS):
+        if node not in absorbed and any(hint in name for hint in _SPATIAL_NODE_HINTS):
             raise _NotAChain(f"unhooked spatial operation {name} on the path to the CAMs")
         stack.extend(nxt for nxt, _ in node.next_functions)
     return found, reaches_input
@@ -828,13 +874,20 @@ def _hook_graph(model: nn.Module, input_size: tuple[int, int], in_channels: int)
     its frontier and PyTorch's size formula must reproduce its recorded output size.
     """
     records: dict[Any, tuple[LayerGeometry, tuple[int, int], tuple[int, int]]] = {}
+    absorbed: dict[Any, str] = {}  # F.pad nodes inside TF-"SAME" layers (their padding is in the geometry)
+    tf_same = _tf_same_types()
 
     def make_hook(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             out = output[0] if isinstance(output, tuple) else output
             if isinstance(out, torch.Tensor) and out.grad_fn is not None and inputs:
                 in_hw = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
-                records[out.grad_fn] = (_layer_geometry(module, name), in_hw, (int(out.shape[-2]), int(out.shape[-1])))
+                geometry = _layer_geometry(module, name, in_hw)
+                records[out.grad_fn] = (geometry, in_hw, (int(out.shape[-2]), int(out.shape[-1])))
+                if isinstance(module, tf_same):
+                    first = out.grad_fn.next_functions[0][0] if out.grad_fn.next_functions else None
+                    if first is not None and "Pad" in type(first).__name__:
+                        absorbed[first] = name
 
         return hook
 
@@ -862,7 +915,7 @@ def _hook_graph(model: nn.Module, input_size: tuple[int, int], in_channels: int)
 
     def geometry_below(node: Any, where: str) -> _Geo:
         nonlocal sequential
-        found, reaches = _frontier(node, records, x)
+        found, reaches = _frontier(node, records, x, absorbed)
         parts = [geometry_of(n) for n in found]
         if reaches:
             parts.append(((1, 1), (0, 0), (0, 0), input_size))
@@ -937,15 +990,43 @@ def _avg_for_max_pool2d(
     return (out, torch.zeros_like(out, dtype=torch.long)) if return_indices else out
 
 
+def _unsaturated(name: str, args: Any, kwargs: dict[str, Any]) -> torch.Tensor:
+    """Saturating activation ``name`` without its upper bound (its gradient never vanishes for large inputs).
+
+    ``hardtanh(x, lo, hi)`` → ``max(x, lo)`` (also ``nn.ReLU6``, which calls it with ``(0, 6)``),
+    ``relu6`` → ``relu``, ``hardsigmoid(x) = relu6(x + 3)/6`` → ``max(x/6 + 1/2, 0)``.
+    """
+    x = args[0]
+    if name == "hardtanh":
+        lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+        return torch.clamp(x, min=lo)
+    if name == "relu6":
+        return torch.relu(x)
+    return torch.clamp(x / 6.0 + 0.5, min=0.0)  # hardsigmoid
+
+
 class _MaxAsAvgPool(TorchFunctionMode):
-    """Inside this mode every 2-D max pooling (``nn.MaxPool2d``, ``F.max_pool2d``, ``torch.max_pool2d``)
-    runs as an average pooling of the same geometry: a max routes the gradient to one pixel per window,
-    an average to all of them, so the gradient support becomes the full receptive field."""
+    """The gradient probe's mode: every 2-D max pooling (``nn.MaxPool2d``, ``F.max_pool2d``,
+    ``torch.max_pool2d``) runs as an average pooling of the same geometry — a max routes the gradient to
+    one pixel per window, an average to all of them — the saturating activations ``hardtanh`` /
+    ``ReLU6`` / ``hardsigmoid`` lose their upper bound (:func:`_unsaturated`): with the probe's positive
+    weights activations grow along residual additions, and a ReLU6 above 6 has zero gradient (which
+    emptied the support of timm's ``tf_efficientnet_lite0``) — and ``F.pad`` with ``±inf`` (timm's
+    ``MaxPool2dSame``, whose ``-inf`` border would spread through the averaged pooling and zero the
+    gradients of the last rows/columns) pads with 0. So the gradient support becomes the full
+    receptive field."""
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if getattr(func, "__name__", "").lstrip("_") in ("max_pool2d", "max_pool2d_with_indices"):
+        name = getattr(func, "__name__", "").strip("_")
+        if name in ("max_pool2d", "max_pool2d_with_indices"):
             return _avg_for_max_pool2d(*args, **kwargs)
+        if name in ("hardtanh", "relu6", "hardsigmoid"):
+            return _unsaturated(name, args, kwargs)
+        if name == "pad":
+            value = args[3] if len(args) > 3 else kwargs.get("value")
+            if value is not None and not math.isfinite(value):  # MaxPool2dSame pads with -inf: use 0 instead
+                args, kwargs = args[:3], {**kwargs, "value": 0.0}
         return func(*args, **kwargs)
 
 
@@ -953,9 +1034,10 @@ def _positive_copy(model: nn.Module) -> nn.Module:
     """Deterministic float64 copy in which every unit is active, for the input-gradient probe.
 
     Weights are set to ``1/fan_in`` (positive), biases to 0 and batch norms to identity; the probe
-    runs under :class:`_MaxAsAvgPool`. With a positive input every pre-activation is positive, so no
-    ReLU kills the gradient and its support is the full receptive field. Limitations: layers that can
-    turn positive inputs negative (layer norm, subtraction of a mean) may still zero some gradients.
+    runs under :class:`_MaxAsAvgPool` (max pooling as average pooling, ReLU6/hardtanh/hardsigmoid without
+    their upper bound). With a positive input every pre-activation is positive, so no ReLU kills the
+    gradient and its support is the full receptive field. Limitations: layers that can turn positive
+    inputs negative (layer norm, subtraction of a mean) may still zero some gradients.
     """
     probe = copy.deepcopy(model).double().eval()
     with torch.no_grad():
@@ -1069,17 +1151,18 @@ def receptive_field_chain(
 ) -> ReceptiveField:
     """Derive the input → CAM geometry of ``model`` automatically (for Gudi et al.'s Algorithm 1).
 
-    ``"hooks"``: one dummy forward (eval mode, training flags restored afterwards) with forward hooks
-    on every leaf ``Conv2d``/``MaxPool2d``/``AvgPool2d`` records each call's geometry (tuple
-    parameters, dilation → effective kernel ``d(k − 1) + 1``, ``padding='same'``, ``ceil_mode``) and
-    its input/output sizes. The autograd graph of the CAMs gives the connectivity (layers that do not
-    feed the CAMs, e.g. an auxiliary classifier, are ignored). For a chain the layers compose into
-    ``(S, P, K)`` as in :class:`ReceptiveField`; where parallel paths merge (inception concatenation,
-    residual addition) the field is the union over the paths (same jump ``S``, the widest extent on
-    each side), i.e. every input pixel that can influence the CAM pixel, and ``sequential`` is False.
-    The graph is verified: each layer's input size equals the output size of what feeds it,
-    PyTorch's size formula reproduces each recorded output, the result matches the CAM size, and no
-    other spatial op (functional pooling, interpolation, padding) lies on a path to the CAMs.
+    ``"hooks"``: one dummy forward (eval mode, training flags restored afterwards) with forward hooks on
+    every leaf ``Conv2d``/``MaxPool2d``/``AvgPool2d`` records each call's geometry (tuple parameters,
+    dilation → effective kernel ``d(k − 1) + 1``, ``padding='same'``, ``ceil_mode``, and the
+    input-size-dependent TF-"SAME" padding of timm's ``Conv2dSame`` / ``MaxPool2dSame`` / ``AvgPool2dSame``,
+    see :func:`tf_same_padding`) and its input/output sizes. The autograd graph of the CAMs gives the
+    connectivity (layers that do not feed the CAMs, e.g. an auxiliary classifier, are ignored). For a chain
+    the layers compose into ``(S, P, K)`` as in :class:`ReceptiveField`; where parallel paths merge
+    (inception concatenation, residual addition) the field is the union over the paths (same jump ``S``, the
+    widest extent on each side), i.e. every input pixel that can influence the CAM pixel, and ``sequential``
+    is False. The graph is verified: each layer's input size equals the output size of what feeds it,
+    PyTorch's size formula reproduces each recorded output, the result matches the CAM size, and no other
+    spatial op (functional pooling, interpolation, padding) lies on a path to the CAMs.
 
     ``"gradient"``: empirical probe — input-gradient supports of the centre CAM pixel and its
     neighbours on a deterministic positive-weight copy (:func:`gradient_support`); works for any
