@@ -169,3 +169,26 @@ def test_regularizer_uses_head_activations_and_has_gradient():
     assert reg((out.logits, out.cams)).item() == pytest.approx(
         activity_regularization(out.cams, "l2", 1.0).item()
     )
+
+
+def test_zhou_topk_cams_equal_the_gathered_full_maps(features):
+    head = ZhouHead(8, 6)
+    logits, cams = head(features)
+    top_logits, ids, maps = head.topk_cams(features, 2)
+    assert torch.equal(top_logits, logits)
+    assert torch.equal(ids, logits.topk(2, dim=1).indices)
+    for b in range(features.shape[0]):
+        assert torch.allclose(maps[b], cams[b, ids[b]], atol=1e-5)
+
+
+def test_camnet_topk_cams_generic_path_gathers_the_maps():
+    from wsol.models import create_model
+
+    torch.manual_seed(3)
+    model = create_model("lenet5", head="gapm", num_classes=4, in_chans=1, m=2)
+    x = torch.rand(2, 1, 32, 32)
+    logits, cams = model(x)
+    top_logits, ids, maps = model.topk_cams(x, 3)
+    assert torch.equal(top_logits, logits) and ids.shape == (2, 3)
+    for b in range(2):
+        assert torch.equal(maps[b], cams[b, ids[b]])

@@ -659,18 +659,35 @@ class Localizer:
             chunks.append(f.float().mean(dim=(2, 3)).cpu().numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
+    @torch.inference_mode()
+    def _forward_topk(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits (B, C), top-k class ids (B, k) and their CAMs (B, k, h, w) from one forward pass.
+
+        A :class:`~wsol.models.CAMNet` computes only the ``k`` maps it needs (``CAMNet.topk_cams``); other models
+        return all maps and the top-k are gathered. Ranking by logits = ranking by softmax / sigmoid.
+        """
+        if self.device.type == "cpu" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's NHWC convolutions are faster on CPU
+        if callable(getattr(self.model, "topk_cams", None)):
+            logits, ids, sel = self.model.topk_cams(x, k)
+            return logits, ids, sel
+        logits, cams = self._forward(x)
+        ids = logits.float().topk(k, dim=1).indices
+        b, _, h, w = cams.shape
+        return logits, ids, cams.gather(1, ids[:, :, None, None].expand(b, k, h, w))
+
     def _predict_batch(self, frames: list[np.ndarray], sources: list[str | None], offset: int) -> list[Prediction]:
-        logits, cams = self._forward(self.preprocess(frames))
+        k = min(self.topk, self._num_classes())
+        logits, top_i, sel = self._forward_topk(self.preprocess(frames), k)
         logits = logits.float()
         bad = (~torch.isfinite(logits).all(dim=1)).nonzero().flatten().tolist()
         if bad:
             which = ", ".join(str(sources[i] or f"image {offset + i}") for i in bad)
             raise ValueError(f"the model produced non-finite logits for {which}")
         probs = torch.softmax(logits, dim=1) if self.score_kind == "softmax" else torch.sigmoid(logits)
-        k = min(self.topk, probs.shape[1])
-        top_p, top_i = probs.topk(k, dim=1)
-        b, _, h, w = cams.shape
-        sel = cams.gather(1, top_i[:, :, None, None].expand(b, k, h, w)).float()  # only the top-k CAMs
+        top_p = probs.gather(1, top_i)
+        b, _, h, w = sel.shape
+        sel = sel.float()  # only the top-k CAMs
         norm, constant, nonfinite = self._normalized(upsample_cams(sel, self.input_size))
         norm_np = norm.reshape(b * k, *self.input_size).cpu().numpy()
         sel_np = sel.cpu().numpy()

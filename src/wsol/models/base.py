@@ -52,6 +52,20 @@ class CAMNet(nn.Module):
             raise ValueError(f"input must be a (B, C, H, W) image batch, got shape {tuple(x.shape)}")
         return self.head(self.backbone(x))
 
+    def topk_cams(self, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Logits (B, C), the ids of the ``k`` best classes (B, k) and their CAMs (B, k, h, w), one pass.
+
+        Heads with a cheaper way (``ZhouHead.topk_cams``: only ``k`` maps are computed) use it; otherwise the
+        full forward pass is gathered.
+        """
+        features = self.backbone(x)
+        if hasattr(self.head, "topk_cams"):
+            return self.head.topk_cams(features, k)
+        logits, cams = self.head(features)
+        ids = logits.topk(min(int(k), logits.shape[1]), dim=1).indices
+        b, _, h, w = cams.shape
+        return logits, ids, cams.gather(1, ids[:, :, None, None].expand(b, ids.shape[1], h, w))
+
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters frozen by ``freeze_backbone_epochs`` (Moreaux et al. 2018 §4)."""
         return self.backbone.parameters()
