@@ -357,3 +357,38 @@ def test_sweep_equals_contours_on_random_plateau_maps(m: np.ndarray, box: tuple[
     y0, y1 = sorted(box[1::2])
     if m.max() > 0:
         _sweep_vs_contours(np.ascontiguousarray(m), np.array([[x0, y0, x1, y1], [0, 0, 2, 2]]))
+
+
+@_needs_numba
+@settings(max_examples=50, deadline=None)
+@given(
+    m=hnp.arrays(np.uint8, st.tuples(st.integers(1, 24), st.integers(1, 24)), elements=st.integers(0, 7)),
+    box=st.tuples(st.integers(0, 23), st.integers(0, 23), st.integers(0, 23), st.integers(0, 23)),
+)
+def test_sweep_equals_contours_on_random_many_level_maps(m: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    # Eight values: components appear, grow, merge and stay unchanged over several levels, holes open
+    # and close; the sweep recomputes IoUs only for the components that changed at a level.
+    x0, x1 = sorted(box[::2])
+    y0, y1 = sorted(box[1::2])
+    if m.max() > 0:
+        _sweep_vs_contours(np.ascontiguousarray(m), np.array([[x0, y0, x1, y1]]))
+
+
+@_needs_numba
+def test_sweep_keeps_iou_of_components_that_stop_changing() -> None:
+    # A: a 6 x 6 square of value 200 whose contour box [5, 5, 11, 11] is the GT (IoU 1 at every level
+    # below 200); B: concentric squares around (30, 30), value 100 - 10 k at Chebyshev distance k, one
+    # more ring per level, never touching A. A is added at the first level only and must keep IoU 1.
+    q = np.zeros((48, 48), dtype=np.uint8)
+    q[5:11, 5:11] = 200
+    for k in range(10, -1, -1):
+        q[30 - k : 31 + k, 30 - k : 31 + k] = 100 - 10 * k
+    levels = np.array([0, 5, 15, 35, 55, 75, 95, 150], dtype=np.int64)
+    gt = np.array([[5.0, 5.0, 11.0, 11.0]])
+    multi, largest, tied = boxacc._sweep_levels(q, levels, gt, *boxacc._SWEEP_TABLES)
+    np.testing.assert_array_equal(multi, np.ones(len(levels)))
+    assert not tied.any()
+    # Largest contour: B's square of the rings with 100 - 10 k > L, side 2 k + 1 (contour area (2 k)^2),
+    # against A's 25: B (box disjoint from the GT, IoU 0) for L <= 55 (k >= 4, area >= 64), A (IoU 1)
+    # for L = 75 (k <= 2, area 16), 95 (B is one pixel, area 0) and 150 (B is gone).
+    np.testing.assert_array_equal(largest, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0])

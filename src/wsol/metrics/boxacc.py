@@ -438,6 +438,53 @@ def _trace_twice_area(inside: np.ndarray, start: int, pw: int, dirs: np.ndarray)
     return abs(acc)
 
 
+# Component records of the sweep: one row of 16 int32 fields (64 bytes, about one cache line) per
+# component, rows allocated densely in creation order, and the union-find runs on these component ids.
+# A pixel only stores its component id (``lab``), so a pixel joining an existing component writes one
+# word instead of initializing a whole record. The pixels are visited in value order, i.e. scattered
+# over the map; one record per component instead of one array per field (indexed by pixel) keeps the
+# sweep in cache, which made it about 2.5x faster.
+_SIZE, _X0, _Y0, _X1, _Y1, _FIRST, _EULER, _QUAD, _AREA2, _EXACT, _DIRTY, _POS = range(12)
+_NFIELDS = 16
+
+
+def _new_component(rec: np.ndarray, parent: np.ndarray, c: int, x: int, y: int, p: int) -> None:
+    """Record of a one-pixel component ``c`` at ``(x, y)`` (flat padded index ``p``)."""
+    parent[c] = c
+    rec[c, _SIZE] = 1
+    rec[c, _X0] = x
+    rec[c, _X1] = x
+    rec[c, _Y0] = y
+    rec[c, _Y1] = y
+    rec[c, _FIRST] = p
+    rec[c, _EULER] = 0
+    rec[c, _QUAD] = 0
+    rec[c, _POS] = -1
+
+
+def _merge(rec: np.ndarray, parent: np.ndarray, r: int, s: int, live: np.ndarray, nlive: int) -> tuple[int, int]:
+    """Union by size of the roots ``r != s``; the absorbed root leaves ``live``. Returns ``(root, nlive)``."""
+    if rec[s, _SIZE] > rec[r, _SIZE]:
+        r, s = s, r
+    parent[s] = r
+    rec[r, _SIZE] += rec[s, _SIZE]
+    rec[r, _X0] = min(rec[r, _X0], rec[s, _X0])
+    rec[r, _Y0] = min(rec[r, _Y0], rec[s, _Y0])
+    rec[r, _X1] = max(rec[r, _X1], rec[s, _X1])
+    rec[r, _Y1] = max(rec[r, _Y1], rec[s, _Y1])
+    rec[r, _FIRST] = min(rec[r, _FIRST], rec[s, _FIRST])
+    rec[r, _EULER] += rec[s, _EULER]
+    rec[r, _QUAD] += rec[s, _QUAD]
+    j = rec[s, _POS]
+    if j >= 0:
+        nlive -= 1
+        last = live[nlive]
+        live[j] = last
+        rec[last, _POS] = j
+        rec[s, _POS] = -1
+    return r, nlive
+
+
 def _sweep_levels_py(
     q: np.ndarray, levels: np.ndarray, gt: np.ndarray, d_area: np.ndarray, d_euler: np.ndarray,
     reps: np.ndarray, nrep: np.ndarray,
@@ -446,9 +493,10 @@ def _sweep_levels_py(
 
     Foreground pass (levels high to low, pixels added by decreasing value): union-find over 8-connected
     components keeping their box, ``2 n(Q4) + n(Q3)``, ``4 E`` and raster-first pixel; after each level
-    the live components give the outer-border boxes and the largest contour. Background pass (levels
-    low to high, pixels added by increasing value): union-find over 4-connected components, the zero
-    padding being one pre-added component; live components not merged with it are the holes.
+    the components that changed get their IoU recomputed and the live ones give the outer-border boxes
+    and the largest contour. Background pass (levels low to high, pixels added by increasing value):
+    union-find over 4-connected components, the zero padding being one pre-added component; live
+    components not merged with it are the holes.
 
     Returns:
         ``(multi, largest, tied)``: per-level IoUs, and the levels whose largest contour is tied in area
@@ -479,23 +527,15 @@ def _sweep_levels_py(
     multi = np.full(nl, -1.0)
     largest = np.full(nl, -1.0)
     tied = np.zeros(nl, np.bool_)
-    parent = np.empty(npad, np.int32)
-    size = np.empty(npad, np.int32)
-    x0 = np.empty(npad, np.int32)
-    y0 = np.empty(npad, np.int32)
-    x1 = np.empty(npad, np.int32)
-    y1 = np.empty(npad, np.int32)
-    quad = np.empty(npad, np.int64)  # 2 n(Q4) + n(Q3)
-    area2 = np.empty(npad, np.int64)  # quad, replaced by the exact twice contour area once traced
-    exact = np.zeros(npad, np.bool_)
-    euler4 = np.empty(npad, np.int32)
-    first = np.empty(npad, np.int32)
-    iou = np.empty(npad, np.float64)
-    dirty = np.empty(npad, np.bool_)
+    lab = np.empty(npad, np.int32)  # component id of each pixel already added
     inside = np.zeros(npad, np.bool_)
-    live = np.empty(n, np.int32)
-    pos = np.full(npad, -1, np.int32)
+    parent = np.empty(n + 1, np.int32)
+    rec = np.empty((n + 1, _NFIELDS), np.int32)  # _AREA2: _QUAD = 2 n(Q4) + n(Q3), or the traced area
+    iou = np.empty(n + 1, np.float64)
+    changed = np.empty(n + 1, np.int32)  # components (roots or not) touched since the last level
+    live = np.empty(n + 1, np.int32)
     nlive = 0
+    ncomp = 0
     fw = float(w - 1)
     fh = float(h - 1)
     offs = np.array([-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1])  # order of _NEIGHBOURS
@@ -505,162 +545,160 @@ def _sweep_levels_py(
     ptr = n - 1
     for li in range(nl - 1, -1, -1):
         lev = levels[li]
+        nchanged = 0
         while ptr >= 0 and value[ptr] > lev:
             p = order[ptr]
             ptr -= 1
             y = p // pw - 1
             x = p - (y + 1) * pw - 1
-            inside[p] = True
-            parent[p] = p
-            size[p] = 1
-            x0[p] = x
-            x1[p] = x
-            y0[p] = y
-            y1[p] = y
-            quad[p] = 0
-            euler4[p] = 0
-            first[p] = p
-            live[nlive] = p
-            pos[p] = nlive
-            nlive += 1
-            r = p
             nb = 0
             for k in range(8):
                 if inside[p + offs[k]]:
                     nb |= 1 << k
-            for t in range(nrep[nb]):
-                s = _find(parent, p + offs[reps[nb, t]])
-                if s == r:
-                    continue
-                if size[s] > size[r]:
-                    r, s = s, r
-                parent[s] = r
-                size[r] += size[s]
-                x0[r] = min(x0[r], x0[s])
-                y0[r] = min(y0[r], y0[s])
-                x1[r] = max(x1[r], x1[s])
-                y1[r] = max(y1[r], y1[s])
-                quad[r] += quad[s]
-                euler4[r] += euler4[s]
-                first[r] = min(first[r], first[s])
-                j = pos[s]
-                nlive -= 1
-                last = live[nlive]
-                live[j] = last
-                pos[last] = j
-                pos[s] = -1
-            quad[r] += d_area[nb]
-            area2[r] = quad[r]
-            euler4[r] += d_euler[nb]
-            dirty[r] = True
-            exact[r] = euler4[r] == 4  # no hole: the quad area is the contour area
+            inside[p] = True
+            m = nrep[nb]
+            if m == 0:
+                r = ncomp
+                ncomp += 1
+                _new_component(rec, parent, r, x, y, p)
+                live[nlive] = r
+                rec[r, _POS] = nlive
+                nlive += 1
+            else:
+                c = p + offs[reps[nb, 0]]
+                r = _find(parent, lab[c])
+                lab[c] = r  # shortcut for the next pixels next to c
+                for t in range(1, m):
+                    c = p + offs[reps[nb, t]]
+                    s = _find(parent, lab[c])
+                    lab[c] = s
+                    if s != r:
+                        r, nlive = _merge(rec, parent, r, s, live, nlive)
+                rec[r, _SIZE] += 1
+                rec[r, _X0] = min(rec[r, _X0], x)
+                rec[r, _Y0] = min(rec[r, _Y0], y)
+                rec[r, _X1] = max(rec[r, _X1], x)
+                rec[r, _Y1] = max(rec[r, _Y1], y)
+                rec[r, _FIRST] = min(rec[r, _FIRST], p)
+            lab[p] = r
+            rec[r, _QUAD] += d_area[nb]
+            rec[r, _EULER] += d_euler[nb]
+            if rec[r, _DIRTY] != 1 or m == 0:  # m == 0: a fresh record, _DIRTY not yet set
+                rec[r, _DIRTY] = 1
+                changed[nchanged] = r
+                nchanged += 1
         if nlive == 0:  # not reached for levels < max q; the reference box of an empty mask
             multi[li] = largest[li] = _iou_gt(0.0, 0.0, 0.0, 0.0, gt)
             continue
+        for j in range(nchanged):  # only components that grew or merged need a new IoU
+            r = changed[j]
+            if rec[r, _DIRTY] == 1 and parent[r] == r:
+                rec[r, _AREA2] = rec[r, _QUAD]
+                rec[r, _EXACT] = rec[r, _EULER] == 4  # no hole: the quad area is the contour area
+                bx1, by1 = min(float(rec[r, _X1] + 1), fw), min(float(rec[r, _Y1] + 1), fh)
+                iou[r] = _iou_gt(float(rec[r, _X0]), float(rec[r, _Y0]), bx1, by1, gt)
+            rec[r, _DIRTY] = 0
         best = -1.0
         arg = -1
         lb = -1
         for j in range(nlive):
             r = live[j]
-            if dirty[r]:
-                bx1, by1 = min(float(x1[r] + 1), fw), min(float(y1[r] + 1), fh)
-                iou[r] = _iou_gt(float(x0[r]), float(y0[r]), bx1, by1, gt)
-                dirty[r] = False
             best = max(best, iou[r])
-            if area2[r] > lb:  # a lower bound of the contour area (exact without holes)
-                lb = area2[r]
+            if rec[r, _AREA2] > lb:  # a lower bound of the contour area (exact without holes)
+                lb = rec[r, _AREA2]
                 arg = r
         multi[li] = best
         decided = True
         for j in range(nlive):  # upper bound with holes: the box spanned by the pixel centres
             r = live[j]
-            if r != arg and (area2[r] if exact[r] else 2 * (x1[r] - x0[r]) * (y1[r] - y0[r])) >= lb:
+            bound = rec[r, _AREA2] if rec[r, _EXACT] else 2 * (rec[r, _X1] - rec[r, _X0]) * (rec[r, _Y1] - rec[r, _Y0])
+            if r != arg and bound >= lb:
                 decided = False
                 break
         if decided:
             largest[li] = iou[arg]
             continue
-        if not exact[arg]:
-            area2[arg] = _trace_twice_area(inside, first[arg], pw, dirs)
-            exact[arg] = True
-        top = area2[arg]
-        for j in range(nlive):  # every component that may reach area2[arg] gets its exact area
+        if not rec[arg, _EXACT]:
+            rec[arg, _AREA2] = _trace_twice_area(inside, rec[arg, _FIRST], pw, dirs)
+            rec[arg, _EXACT] = 1
+        top = rec[arg, _AREA2]
+        for j in range(nlive):  # every component that may reach the area of `arg` gets its exact area
             r = live[j]
-            if not exact[r] and 2 * (x1[r] - x0[r]) * (y1[r] - y0[r]) >= area2[arg]:
-                area2[r] = _trace_twice_area(inside, first[r], pw, dirs)
-                exact[r] = True
-            if exact[r]:
-                top = max(top, area2[r])
+            if not rec[r, _EXACT] and 2 * (rec[r, _X1] - rec[r, _X0]) * (rec[r, _Y1] - rec[r, _Y0]) >= rec[arg, _AREA2]:
+                rec[r, _AREA2] = _trace_twice_area(inside, rec[r, _FIRST], pw, dirs)
+                rec[r, _EXACT] = 1
+            if rec[r, _EXACT]:
+                top = max(top, rec[r, _AREA2])
         win = -1
         for j in range(nlive):
             r = live[j]
-            if exact[r] and area2[r] == top:
+            if rec[r, _EXACT] and rec[r, _AREA2] == top:
                 win = r if win == -1 else -2
         if win >= 0:
             largest[li] = iou[win]
         else:
             tied[li] = True
 
-    # ---- background: 4-connected components of {q <= L}, L from low to high; the padding is `out`
+    # ---- background: 4-connected components of {q <= L}, L from low to high; the padding is component 0
     inside[:] = False
-    pos[:] = -1
-    out = 0
     for y in range(h + 2):
         for x in range(w + 2):
             if y == 0 or x == 0 or y == h + 1 or x == w + 1:
                 inside[y * pw + x] = True
-                parent[y * pw + x] = out
-    size[out] = npad
+                lab[y * pw + x] = 0
+    _new_component(rec, parent, 0, 0, 0, 0)
+    rec[0, _SIZE] = npad  # never absorbed by a hole (union by size), never live
+    rec[0, _DIRTY] = 0
+    ncomp = 1
     nlive = 0
     ptr = 0
     for li in range(nl):
         lev = levels[li]
+        nchanged = 0
         while ptr < n and value[ptr] <= lev:
             p = order[ptr]
             ptr += 1
             y = p // pw - 1
             x = p - (y + 1) * pw - 1
-            inside[p] = True
-            parent[p] = p
-            size[p] = 1
-            x0[p] = x
-            x1[p] = x
-            y0[p] = y
-            y1[p] = y
-            live[nlive] = p
-            pos[p] = nlive
-            nlive += 1
-            r = p
+            r = -1
             for k in (1, 3, 4, 6):
                 c = p + offs[k]
-                if not inside[c]:
+                if not inside[c] or lab[c] == r:
                     continue
-                s = _find(parent, c)
-                if s == r:
-                    continue
-                if size[s] > size[r]:
-                    r, s = s, r
-                parent[s] = r
-                size[r] += size[s]
-                x0[r] = min(x0[r], x0[s])
-                y0[r] = min(y0[r], y0[s])
-                x1[r] = max(x1[r], x1[s])
-                y1[r] = max(y1[r], y1[s])
-                j = pos[s]
-                if j >= 0:
-                    nlive -= 1
-                    last = live[nlive]
-                    live[j] = last
-                    pos[last] = j
-                    pos[s] = -1
-            dirty[r] = True
-        for j in range(nlive):  # holes: boundingRect of the hole border = hole box grown by 1
-            r = live[j]
-            if dirty[r]:
-                bx1, by1 = min(float(x1[r] + 2), fw), min(float(y1[r] + 2), fh)
-                iou[r] = _iou_gt(float(x0[r] - 1), float(y0[r] - 1), bx1, by1, gt)
-                dirty[r] = False
-            multi[li] = max(multi[li], iou[r])
+                s = _find(parent, lab[c])
+                lab[c] = s  # shortcut for the next pixels next to c
+                if r == -1:
+                    r = s
+                elif s != r:
+                    r, nlive = _merge(rec, parent, r, s, live, nlive)
+            inside[p] = True
+            if r == -1:
+                r = ncomp
+                ncomp += 1
+                _new_component(rec, parent, r, x, y, p)
+                live[nlive] = r
+                rec[r, _POS] = nlive
+                nlive += 1
+                rec[r, _DIRTY] = 0
+            else:
+                rec[r, _SIZE] += 1
+                rec[r, _X0] = min(rec[r, _X0], x)
+                rec[r, _Y0] = min(rec[r, _Y0], y)
+                rec[r, _X1] = max(rec[r, _X1], x)
+                rec[r, _Y1] = max(rec[r, _Y1], y)
+            lab[p] = r
+            if rec[r, _DIRTY] == 0:
+                rec[r, _DIRTY] = 1
+                changed[nchanged] = r
+                nchanged += 1
+        for j in range(nchanged):  # holes: boundingRect of the hole border = hole box grown by 1
+            r = changed[j]
+            if parent[r] == r and rec[r, _POS] >= 0:
+                bx1, by1 = min(float(rec[r, _X1] + 2), fw), min(float(rec[r, _Y1] + 2), fh)
+                iou[r] = _iou_gt(float(rec[r, _X0] - 1), float(rec[r, _Y0] - 1), bx1, by1, gt)
+            rec[r, _DIRTY] = 0
+        for j in range(nlive):
+            multi[li] = max(multi[li], iou[live[j]])
     return multi, largest, tied
 
 
@@ -670,6 +708,8 @@ if _numba is None:  # pragma: no cover - exercised only without numba
 else:
     _iou_gt = _numba.njit(cache=True)(_iou_gt)
     _find = _numba.njit(cache=True)(_find)
+    _new_component = _numba.njit(cache=True)(_new_component)
+    _merge = _numba.njit(cache=True)(_merge)
     _trace_twice_area = _numba.njit(cache=True)(_trace_twice_area)
     _sweep_levels = _numba.njit(cache=True)(_sweep_levels_py)
 
