@@ -79,7 +79,7 @@ SETUPS: tuple[Setup, ...] = (
     Setup("lse", "LSE (r=5)", "cam", "lse", {"r": 5.0}),
     Setup("wildcat", "WILDCAT (k=5%, a=0.7)", "cam", "wildcat", {"kmax": 0.05, "alpha": 0.7}),
     Setup("gap5", "GAP-m (m=5)", "gapm", None, {"m": 5}),
-    Setup("gap_l1", "GAP + L1", "cam", "gap", {}, "l1", 1e-4),
+    Setup("gap_l1", "GAP + L1 (a=1e-5)", "cam", "gap", {}, "l1", 1e-5),
 )
 
 
@@ -88,18 +88,18 @@ class StudyConfig:
     """Sizes and training recipe of the study (defaults: the `make demo` run, ≤ 10 min on 2 cores)."""
 
     setups: tuple[str, ...] = tuple(s.key for s in SETUPS)
-    train_size: int = 3000
-    val_size: int = 400
+    train_size: int = 6500
+    val_size: int = 300
     test_size: int = 1000
-    epochs: int = 3
+    epochs: int = 1
     batch_size: int = 32
     lr: float = 2e-3
     optimizer: str = "adam"
     lr_step_epochs: int = 1
-    lr_gamma: float = 0.5
+    lr_gamma: float = 0.3
     seed: int = 0
-    ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    floors: tuple[float | None, ...] = (None, 0.1, 0.25, 0.4, 0.55, 0.7)
+    ratios: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0)
+    floors: tuple[float | None, ...] = (None, 0.1, 0.25, 0.4, 0.6, 0.75)
     mnist_dir: str | None = None
     num_overlays: int = 4
 

@@ -58,7 +58,7 @@ def save_bar_chart(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     ax.set_ylabel("AP (%)")
     ax.set_ylim(0, 105)
     ax.set_title("MNIST128, digit 3 vs rest")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=4, fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
