@@ -93,3 +93,12 @@ def test_demo_unwritable_output_is_a_clear_error(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main(["demo", "--quick", "--out", str(blocker / "sub")]) == 2
     assert "cannot create output folder" in capsys.readouterr().err
+
+
+def test_demo_unwritable_json_path_is_a_clear_error_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main(["demo", "--quick", "--out", str(tmp_path / "out"), "--json", str(blocker / "x" / "r.json")])
+    assert code == 2
+    assert "cannot create output folder" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing was trained

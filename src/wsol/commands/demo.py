@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from wsol.commands import output_dir_problem
 from wsol.experiments.mnist128 import SETUPS, StudyConfig
 
 
@@ -33,16 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_writable(out: Path) -> str | None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"cannot create output folder {out}: {exc.strerror or exc}"
-    if not os.access(out, os.W_OK):
-        return f"output folder {out} is not writable"
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     from wsol.experiments.mnist128 import run_study
 
@@ -58,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(cfg, name, value)
     out = Path(args.out)
-    problem = _check_writable(out)
+    problem = output_dir_problem(out) or (output_dir_problem(Path(args.json).parent) if args.json else None)
     if problem:
         print(f"wsol demo: {problem}", file=sys.stderr)
         return 2

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from wsol.atomic import atomic_write_text
+from wsol.commands import output_dir_problem
 
 PROG = "wsol localize"
 
@@ -160,16 +162,6 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _prepare_out(out: Path) -> str | None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"cannot create output folder {out}: {exc.strerror or exc}"
-    if not os.access(out, os.W_OK):
-        return f"output folder {out} is not writable"
-    return None
-
-
 _NUMBER_LIST = re.compile(r"\[[-+\d.,eE\s]*\]")
 
 
@@ -180,9 +172,7 @@ def dumps(obj: Any) -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(obj) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, dumps(obj) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         return _fail(f"no image found in {', '.join(args.inputs)}")
     out = Path(args.out)
-    problem = _prepare_out(out)
+    problem = output_dir_problem(out)
     if problem:
         return _fail(problem)
     input_size = None if args.input_size is None else tuple(args.input_size) * (3 - len(args.input_size))

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wsol.atomic import atomic_write_text
 from wsol.data.mnist128 import MNIST128
 from wsol.localize import ReceptiveField, gudi_detect, receptive_field_chain
 from wsol.metrics.boxes import box_iou
@@ -320,7 +321,7 @@ def run_study(
     text = json.dumps(report, indent=2, default=float)
     for path in {out / "results.json", Path(json_path) if json_path else out / "results.json"}:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    (out / "table.md").write_text(format_table(rows) + "\n")
+        atomic_write_text(path, text + "\n")
+    atomic_write_text(out / "table.md", format_table(rows) + "\n")
     save_bar_chart(out / "mnist128_bars.png", rows)
     return report
