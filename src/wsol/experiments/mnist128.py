@@ -103,6 +103,7 @@ class StudyConfig:
     floors: tuple[float | None, ...] = (None, 0.1, 0.25, 0.4, 0.6, 0.75)
     mnist_dir: str | None = None
     num_overlays: int = 4
+    resume: bool = False
 
     @classmethod
     def quick(cls) -> StudyConfig:
@@ -251,7 +252,9 @@ def run_setup(
         progress=progress,
         channels_last=True,
     )
-    history = Trainer(model, data["train"], data["val"], train_cfg).fit()
+    # --resume: a pooling whose training finished is not trained again; an interrupted one continues from its
+    # last complete epoch (the trainer's atomic last.pt), which gives the same weights as an uninterrupted run
+    history = Trainer(model, data["train"], data["val"], train_cfg).fit(resume=cfg.resume)
     train_s = time.perf_counter() - start
     size = data["test"].config.canvas_size
     rf = receptive_field_chain(model, (size, size), in_channels=1)
