@@ -77,6 +77,7 @@ __all__ = [
     "coco_detections",
     "draw_overlay",
     "fit_linear_head",
+    "parse_device",
     "predictions_json",
     "short_name",
     "voc_xml",
@@ -395,7 +396,8 @@ def _as_size(value: Any, name: str) -> tuple[int, int]:
     return _positive_int(h, name), _positive_int(w, name)
 
 
-def _device(device: str | torch.device) -> torch.device:
+def parse_device(device: str | torch.device) -> torch.device:
+    """``torch.device`` of ``device``, or a ValueError naming it when it is invalid or not available here."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -464,7 +466,7 @@ class Localizer:
         linear_head: LinearHead | PathLike | None = None,
         score: ScoreKind = "auto",
     ) -> None:
-        self.device = _device(device)
+        self.device = parse_device(device)
         self.topk = _positive_int(topk, "topk")
         self.batch_size = _positive_int(batch_size, "batch_size")
         if score not in ("auto", "softmax", "sigmoid"):

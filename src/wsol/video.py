@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from wsol.heads import CAMOutput, ZhouHead
 from wsol.localize import MapStats, receptive_field_chain
-from wsol.localizer import Prediction, short_name
+from wsol.localizer import Prediction, parse_device, short_name
 from wsol.models.loading import load_model
 from wsol.pooling import GlobalAvgPool
 
@@ -548,12 +548,7 @@ class VideoLocalizer:
             raise ValueError(f"topk must be a positive int, got {topk!r}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"invalid device {device!r}: {err}") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available; use cpu")
+        dev = parse_device(device)
         net = model if isinstance(model, nn.Module) else load_model(model, device=dev)
         kwargs = dict(box_kwargs or {})
         if box_strategy == "gudi" and "rf" not in kwargs:  # geometry of the real network, not of the wrapper
