@@ -354,6 +354,9 @@ class Trainer:
 
     #: Logging and checkpoint writing happen only where this is True (rank 0 in distributed training).
     is_main_process: bool = True
+    #: Plain data (str / numbers / lists / dicts) stored under ``"extras"`` in every checkpoint, e.g. the full
+    #: run config of ``wsol train`` so that ``wsol evaluate`` can rebuild the data pipeline.
+    checkpoint_extras: Mapping[str, Any] = {}  # noqa: RUF012 - replaced, never mutated in place
 
     def __init__(
         self,
@@ -472,6 +475,8 @@ class Trainer:
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(derive_seed(self.config.seed, epoch, 1)),
             pin_memory=self.device.type == "cuda",
+            # Datasets that skip undecodable images (wsol.data.RecordDataset) bring their own collate.
+            collate_fn=getattr(dataset, "collate_fn", None),
         )
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
@@ -564,6 +569,8 @@ class Trainer:
         loader = self.make_loader(self.train_set, self.make_sampler(self.train_set, epoch), epoch)
         sums = {k: torch.zeros((), dtype=torch.float64, device=self.device) for k in ("loss", "task", "reg", "n")}
         for b, batch in enumerate(self._bar(loader, f"epoch {epoch + 1}/{self.config.epochs}")):
+            if batch is None:  # every image of the batch was unreadable (reported by the dataset)
+                continue
             x, y = _unpack_batch(batch)
             x = self._to_device(x)
             y = y.to(self.device, non_blocking=True)
@@ -605,6 +612,8 @@ class Trainer:
         all_logits: list[torch.Tensor] = []
         all_targets: list[torch.Tensor] = []
         for batch in self._bar(loader, "validate"):
+            if batch is None:
+                continue
             x, y = _unpack_batch(batch)
             x = self._to_device(x)
             y = y.to(self.device, non_blocking=True)
@@ -703,6 +712,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "rng": _rng_state(),
             "model_spec": self._model_spec(),
+            "extras": dict(self.checkpoint_extras),
         }
 
     def _model_spec(self) -> dict[str, Any] | None:
