@@ -356,7 +356,7 @@ class Trainer:
     is_main_process: bool = True
     #: Plain data (str / numbers / lists / dicts) stored under ``"extras"`` in every checkpoint, e.g. the full
     #: run config of ``wsol train`` so that ``wsol evaluate`` can rebuild the data pipeline.
-    checkpoint_extras: Mapping[str, Any] = {}  # noqa: RUF012 - replaced, never mutated in place
+    checkpoint_extras: Mapping[str, Any] = {}  # replaced per instance, never mutated in place
 
     def __init__(
         self,
