@@ -260,7 +260,7 @@ class RecordDataset(Dataset):
         """Decoded RGB uint8 ``(H, W, 3)`` array of record ``i`` (raises ``wsol.io.ImageLoadError``)."""
         from wsol.io import load_image
 
-        return np.asarray(load_image(self.index.records[i].path))
+        return np.array(load_image(self.index.records[i].path))  # a writable copy
 
     def __getitem__(self, i: int) -> tuple[Any, ...] | None:
         from wsol.io import ImageLoadError
