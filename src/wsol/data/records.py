@@ -121,7 +121,8 @@ class DatasetIndex:
         class_names: one name per class id (``len == num_classes``).
         records: valid records, in the dataset's own order.
         multilabel: True when an image may carry several labels (VOC); targets are then multi-hot.
-        problems: every bad line / file met, with its location; those items are not in ``records``.
+        problems: every bad line / file met, with its location; those items are not in ``records``, except
+            repairs that keep the item and say so (a box sticking out of the image is clipped: "image kept").
     """
 
     name: str
