@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import wsol.data.ilsvrc  # noqa: F401  (registers "ilsvrc")
-from wsol.data.ilsvrc import parse_voc_xml, read_ilsvrc
+from wsol.data.ilsvrc import read_ilsvrc
 from wsol.data.records import build_index
 
 TENCH, GOLDFISH, SHARK = "n01440764", "n01443537", "n01484850"
@@ -139,12 +139,15 @@ def test_bad_annotations_are_reported_and_skipped(tmp_path: Path) -> None:
     _xml(ann / f"{_val(10)}.xml", [(TENCH, (10, 10, 55, 39))])  # sticks out: clipped, kept
     text = (ann / f"{_val(1)}.xml").read_text().replace("<xmax>44</xmax>", "")
     (ann / f"{_val(11)}.xml").write_text(text)  # missing field
+    _xml(ann / f"{_val(12)}.xml", [(TENCH, (1, 1, 5, 5)), (TENCH, (9, 2, 4, 6))])  # x1 < x0: whole image out
+    _image(root / "val" / f"{_val(12)}.JPEG")
     index = read_ilsvrc(root, "val")
     kept = [r.image_id for r in index.records]
     assert kept == [f"val/{_val(n)}.JPEG" for n in (1, 2, 3, 10)]
     np.testing.assert_array_equal(index.records[3].boxes, [[10, 10, 50, 39]])
     by_id = {p.image_id: p for p in index.problems}
-    assert set(by_id) == {f"val/{_val(n)}.JPEG" for n in (4, 5, 6, 7, 8, 9, 10, 11)}
+    assert set(by_id) == {f"val/{_val(n)}.JPEG" for n in (4, 5, 6, 7, 8, 9, 10, 11, 12)}
+    assert len(index.problems) == 9
 
     def msg(n: int) -> str:
         return by_id[f"val/{_val(n)}.JPEG"].message
@@ -155,9 +158,13 @@ def test_bad_annotations_are_reported_and_skipped(tmp_path: Path) -> None:
     assert "several classes" in msg(6)
     assert "no annotation XML" in msg(7) and by_id[f"val/{_val(7)}.JPEG"].file == f"val/{_val(7)}.JPEG"
     assert "unknown synset 'n99999999'" in msg(8)
-    assert "entirely outside" in msg(9)
-    assert "clipped" in msg(10) and "image kept" in msg(10)
-    assert "numeric xmin, ymin, xmax, ymax" in msg(11)
+    assert msg(9) == "object 1 (n01440764): bad box [60, 50, 70, 55]: entirely outside the 50x40 image"
+    assert msg(10) == (
+        "object 1 (n01440764): box [10, 10, 55, 39] sticks out of the 50x40 image: clipped to [10, 10, 50, 39]; "
+        "image kept"
+    )
+    assert msg(11) == "object 1 (n01443537) <bndbox>: no <xmax>"
+    assert msg(12) == "object 2 (n01440764): bad box [9, 2, 4, 6]: x1 < x0 or y1 < y0"
 
 
 def test_train_xml_of_another_class_is_reported(tmp_path: Path) -> None:
@@ -165,18 +172,6 @@ def test_train_xml_of_another_class_is_reported(tmp_path: Path) -> None:
     _xml(root / "annotations" / "train" / TENCH / f"{TENCH}_2.xml", [(GOLDFISH, (3, 4, 30, 20))])
     index = read_ilsvrc(root, "train")
     assert len(index) == 2 and "objects of n01443537 in an image of class folder n01440764" in index.problems[0].message
-
-
-def test_parse_voc_xml_never_raises(tmp_path: Path) -> None:
-    f = tmp_path / "a.xml"
-    f.write_text("<annotation><size><width>-3</width><height>4</height></size></annotation>")
-    ann, line, reason = parse_voc_xml(f)
-    assert ann is None and line is None and "positive integer" in reason
-    f.write_bytes(b"\x00\x01garbage")
-    assert parse_voc_xml(f)[0] is None
-    f.write_text("<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>")
-    assert "no <name>" in parse_voc_xml(f)[2]
-    assert "cannot read" in parse_voc_xml(tmp_path / "missing.xml")[2]
 
 
 def test_missing_folders_are_value_errors(tmp_path: Path) -> None:

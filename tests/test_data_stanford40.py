@@ -165,7 +165,7 @@ def test_bad_annotations_are_reported_and_skipped(tmp_path: Path) -> None:
     (xml / "riding_003.xml").write_text(s40_xml("riding_003.jpg", "riding", []))
     (xml / "riding_004.xml").write_text(s40_xml("riding_004.jpg", "swimming", [(1, 1, 5, 5)]))
     (xml / "reading_006.xml").write_text(s40_xml("reading_006.jpg", "phoning", [(1, 1, 5, 5)]))
-    (xml / "reading_007.xml").write_text(s40_xml("reading_007.jpg", "reading", [(1, 1, 5, 5), (1, 1, 51, 5)]))
+    (xml / "reading_007.xml").write_text(s40_xml("reading_007.jpg", "reading", [(1, 1, 5, 5), (51, 1, 53, 5)]))
     (xml / "reading_008.xml").write_text(s40_xml("reading_008.jpg", "reading", [(1, "x", 5, 5)]))
     (xml / "phoning_010.xml").write_text(
         "<annotation><object><action>phoning</action><name>person</name></object>"
@@ -183,7 +183,10 @@ def test_bad_annotations_are_reported_and_skipped(tmp_path: Path) -> None:
         ("XMLAnnotations/riding_003.xml", "riding_003.jpg"): (None, r"no <object>"),
         ("XMLAnnotations/riding_004.xml", "riding_004.jpg"): (None, r"unknown action 'swimming'"),
         ("XMLAnnotations/reading_006.xml", "reading_006.jpg"): (None, r"'phoning' but .* listed under 'reading'"),
-        ("XMLAnnotations/reading_007.xml", "reading_007.jpg"): (None, r"object 2 .*xmax=51 .*not inside the 50×40"),
+        ("XMLAnnotations/reading_007.xml", "reading_007.jpg"): (
+            None,
+            r"^object 2 \(reading\), written \[51, 1, 53, 5\]: bad box \[50, 0, 52, 4\]: entirely outside the 50x40",
+        ),
         ("XMLAnnotations/reading_008.xml", "reading_008.jpg"): (None, r"<ymin> is not a number: 'x'"),
         ("XMLAnnotations/phoning_010.xml", "phoning_010.jpg"): (None, r"object 1 \(phoning\): no <bndbox>"),
         ("XMLAnnotations/phoning_011.xml", "phoning_011.jpg"): (None, r"annotation file does not exist"),
@@ -195,6 +198,27 @@ def test_bad_annotations_are_reported_and_skipped(tmp_path: Path) -> None:
         assert got[key][0] == line and re.search(pattern, got[key][1]), (key, got[key])
     parsed = [m for (f, _), (_, m) in got.items() if f.startswith("XML") and "exist" not in m]
     assert len(parsed) == 7 and all(m.endswith("; image skipped") for m in parsed)
+
+
+def test_boxes_sticking_out_are_clipped_and_kept(tmp_path: Path) -> None:
+    """1-based → 0-based, then the shared policy (wsol.data.standard.check_box): clipped, reported, kept."""
+    root = small_s40(tmp_path / "S40")
+    xml = root / "XMLAnnotations"
+    # riding_001 (train): one box one pixel past the right and bottom edges, one inside
+    (xml / "riding_001.xml").write_text(s40_xml("riding_001.jpg", "riding", [(0, 2, 52, 42), (3, 4, 10, 20)]))
+    # reading_005 (train): xmax == width + 1 → x1 == W, tolerated unchanged like every reader
+    (xml / "reading_005.xml").write_text(s40_xml("reading_005.jpg", "reading", [(2, 2, 51, 41)]))
+    idx = read_stanford40(root, "train")
+    assert [r.image_id for r in idx.records] == ["riding_001.jpg", "reading_005.jpg", "phoning_009.jpg"]
+    np.testing.assert_array_equal(idx.records[0].boxes, [[0, 1, 50, 40], [2, 3, 9, 19]])
+    np.testing.assert_array_equal(idx.records[0].box_labels, [0, 0])
+    np.testing.assert_array_equal(idx.records[1].boxes, [[1, 1, 50, 40]])
+    (p,) = idx.problems
+    assert (p.file, p.line, p.image_id) == ("XMLAnnotations/riding_001.xml", None, "riding_001.jpg")
+    assert p.message == (
+        "object 1 (riding), written [0, 2, 52, 42]: box [-1, 1, 51, 41] sticks out of the 50x40 image: "
+        "clipped to [0, 1, 50, 40]; image kept"
+    )
 
 
 def test_a_damaged_image_does_not_move_the_split(s40: Path, tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from PIL import Image
 
 import wsol.data.voc  # noqa: F401  (registers "voc")
 from wsol.data.records import build_index
-from wsol.data.voc import VOC_CLASSES, difficult_only_mask, parse_voc_xml, read_voc
+from wsol.data.voc import VOC_CLASSES, difficult_only_mask, read_voc
+from wsol.data.xml_annotations import VOC_OFFSET, parse_voc_xml
 from wsol.localizer import ClassPrediction, Prediction, voc_xml
 from wsol.metrics.classification import mean_average_precision
 
@@ -110,7 +111,7 @@ def test_inverse_of_voc_xml_writer(tmp_path: Path) -> None:
     pred = Prediction((20, 32), (20, 32), [cls], np.zeros((1, 2, 2), np.float32))
     path = tmp_path / "p.xml"
     path.write_text(voc_xml(pred, "p.jpg"))
-    ann = parse_voc_xml(path)
+    ann = parse_voc_xml(path, offset=VOC_OFFSET)
     assert ann.size == (32, 20)
     assert [o.box for o in ann.objects] == [tuple(map(float, b)) for b in boxes]
     assert [(o.name, o.difficult) for o in ann.objects] == [("dog", False), ("dog", False)]
@@ -163,8 +164,7 @@ BAD = {
     "<object><name>dog</name></object></annotation>",
     "b_nonnumeric": xml_text(40, 30, [("dog", (1, 1, "ten", 5), 0)]),
     "b_nan": xml_text(40, 30, [("dog", (1, 1, "nan", 5), 0)]),
-    "b_outside": xml_text(40, 30, [("dog", (1, 1, 5, 5), 0), ("cat", (2, 2, 41, 10), 0)]),
-    "b_zero": xml_text(40, 30, [("dog", (0, 1, 5, 5), 0)]),
+    "b_outside": xml_text(40, 30, [("dog", (1, 1, 5, 5), 0), ("cat", (42, 2, 45, 10), 0)]),  # x0 = 41 > W - 1
     "b_flipped": xml_text(40, 30, [("dog", (9, 1, 5, 5), 0)]),
     "b_unknown": xml_text(40, 30, [("unicorn", (1, 1, 5, 5), 0)]),
     "b_baddifficult": xml_text(40, 30, [("dog", (1, 1, 5, 5), "yes")]),
@@ -177,9 +177,10 @@ EXPECTED = {
     "b_nobndbox": (r"object 1 \(dog\): no <bndbox>", None),
     "b_nonnumeric": (r"<xmax> is not a number: 'ten'", None),
     "b_nan": (r"<xmax> is not finite", None),
-    "b_outside": (r"object 2 \(cat\): box .*xmax=41.* not inside the 40×30 image", None),
-    "b_zero": (r"xmin=0 .*not inside", None),
-    "b_flipped": (r"xmin=9 .*xmax=5 .*not inside", None),
+    "b_outside": (r"^object 2 \(cat\), written \[42, 2, 45, 10\]: bad box \[41, 1, 44, 9\]: entirely outside "
+                  r"the 40x30 image; image skipped$", None),
+    "b_flipped": (r"^object 1 \(dog\), written \[9, 1, 5, 5\]: bad box \[8, 0, 4, 4\]: x1 < x0 .*image skipped$",
+                  None),
     "b_unknown": (r"unknown class name\(s\) \['unicorn'\]", None),
     "b_baddifficult": (r"<difficult> must be 0 or 1", None),
     "b_noxml": (r"annotation file does not exist", None),
@@ -206,6 +207,25 @@ def test_bad_annotations_are_reported_and_skipped(tmp_path: Path) -> None:
     extra = [p for p in idx.problems if p.image_id == "x"]
     assert len(extra) == 1 and extra[0].line == len(ids) + 1
     assert len(idx.problems) == len(BAD) + 3
+
+
+def test_boxes_sticking_out_are_clipped_and_kept(tmp_path: Path) -> None:
+    """The shared policy (wsol.data.standard.check_box) after the 1-based → 0-based conversion."""
+    folder = tmp_path / "VOC2007"
+    out = xml_text(40, 30, [("dog", (0, 1, 44, 33), 0), ("cat", (3, 3, 8, 8), 1)])  # → [-1, 0, 43, 32]
+    edge = xml_text(40, 30, [("dog", (2, 2, 41, 31), 0)])  # → [1, 1, 40, 30]: x1 == W, y1 == H tolerated
+    make_year(folder, {"out": out, "edge": edge}, {"train": ["out", "edge"]})
+    idx = read_voc(folder, "train")
+    assert [r.image_id for r in idx.records] == ["out", "edge"]
+    np.testing.assert_array_equal(idx.records[0].boxes, [[0, 0, 40, 30], [2, 2, 7, 7]])
+    np.testing.assert_array_equal(idx.records[0].box_labels, [11, 7])
+    np.testing.assert_array_equal(idx.records[1].boxes, [[1, 1, 40, 30]])
+    (p,) = idx.problems  # one message, for the clipped box only
+    assert (p.file, p.line, p.image_id) == ("Annotations/out.xml", None, "out")
+    assert p.message == (
+        "object 1 (dog), written [0, 1, 44, 33]: box [-1, 0, 43, 32] sticks out of the 40x30 image: "
+        "clipped to [0, 0, 40, 30]; image kept"
+    )
 
 
 def test_image_listed_but_absent(voc07: Path) -> None:

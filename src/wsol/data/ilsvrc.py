@@ -12,10 +12,10 @@ and the Kaggle "ImageNet Object Localization Challenge" layout, found automatica
 ``<root>/[ILSVRC/]Data/CLS-LOC/{train,val}`` with ``<root>/[ILSVRC/]Annotations/CLS-LOC/{train,val}``.
 
 Each XML is ``<annotation><size><width>W</width><height>H</height></size><object><name>wnid</name>
-<bndbox><xmin>…</xmin><ymin>…</ymin><xmax>…</xmax><ymax>…</ymax></bndbox></object>…</annotation>``; one
-``<object>`` per instance, so an image can have several boxes, all of the image's class. Box values are
-taken as written (inclusive pixel corners), as in the ``metadata/ILSVRC`` files of Choe et al. (2020): image
-``ILSVRC2012_val_00000001`` → ``111,108,441,193``.
+<bndbox><xmin>…</xmin><ymin>…</ymin><xmax>…</xmax><ymax>…</ymax></bndbox></object>…</annotation>``, read by
+:func:`wsol.data.xml_annotations.parse_voc_xml` (``offset=0``); one ``<object>`` per instance, so an image can
+have several boxes, all of the image's class. Box values are taken as written (inclusive pixel corners), as in
+the ``metadata/ILSVRC`` files of Choe et al. (2020): image ``ILSVRC2012_val_00000001`` → ``111,108,441,193``.
 
 * image id: the path relative to the image root (``"val/ILSVRC2012_val_00000001.JPEG"``,
   ``"train/n01440764/n01440764_10026.JPEG"``), as in wsolevaluation's metadata;
@@ -24,104 +24,32 @@ taken as written (inclusive pixel corners), as in the ``metadata/ILSVRC`` files 
   split's own folders and XML files; class names are the mapping's words when present, else the wnids;
 * class of an image: its folder, else the ``<name>`` of its XML objects (they must agree).
 
-Bad input is reported and the image left out: an XML that does not parse (file and line named), an object
-without name or box, non-numeric coordinates, an XML without objects, objects of several classes or of a
-class other than the image's folder, an unknown wnid, a flat image without XML, a box rejected by
-:func:`wsol.data.standard.check_box` (boxes sticking out are clipped and reported, the image is kept).
+Bad input is reported and the image left out: an XML the parser rejects (malformed — file and line named —,
+an object without ``<name>`` or ``<bndbox>``, a missing or non-numeric coordinate, a bad ``<size>``), an XML
+without objects, objects of several classes or of a class other than the image's folder, an unknown wnid, a
+flat image without XML, a box rejected by :func:`wsol.data.standard.check_box` (``x1 < x0``, covering no
+pixel). A box sticking out of the image is clipped to it and reported, and the image is kept; ``x1 == W``
+(``xmax`` equal to the width, as in some ImageNet files) is accepted unchanged, as by every reader.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from wsol.data.metadata import MetadataProblem
 from wsol.data.records import DatasetIndex, ImageRecord, register_dataset
-from wsol.data.standard import (
-    as_bool,
-    as_path,
-    check_box,
-    display_path,
-    read_image_size,
-    read_text_lines,
-)
+from wsol.data.standard import as_bool, as_path, display_path, read_image_size, read_text_lines
+from wsol.data.xml_annotations import AnnotationError, XmlAnnotation, check_object_boxes, parse_voc_xml
 from wsol.io import ImageLoadError, is_image_path
 
-__all__ = ["XmlAnnotation", "parse_voc_xml", "read_ilsvrc", "read_synsets"]
+__all__ = ["read_ilsvrc", "read_synsets"]
 
 _SYNSET_FILES = ("LOC_synset_mapping.txt", "synset_words.txt")
-
-
-@dataclass
-class XmlAnnotation:
-    """One parsed PASCAL-style annotation file.
-
-    Attributes:
-        size: ``(width, height)`` from ``<size>``, or None when absent.
-        names: the ``<name>`` of each ``<object>``.
-        boxes: ``(K, 4)`` float64 ``[xmin, ymin, xmax, ymax]`` of each object, as written.
-    """
-
-    size: tuple[int, int] | None
-    names: list[str] = field(default_factory=list)
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
-
-
-def _number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def parse_voc_xml(path: Path) -> tuple[XmlAnnotation | None, int | None, str | None]:
-    """Parse an ILSVRC / PASCAL VOC annotation XML without raising.
-
-    Returns:
-        ``(annotation, None, None)``, or ``(None, line, reason)`` when the file cannot be used: unreadable,
-        malformed XML (``line`` is the parser's line), an ``<object>`` without ``<name>`` or ``<bndbox>``, a
-        coordinate that is not a number, a ``<size>`` that is not two positive integers.
-    """
-    try:
-        tree = ET.parse(path)
-    except ET.ParseError as err:
-        return None, err.position[0], f"malformed XML ({err})"
-    except OSError as err:
-        return None, None, f"cannot read the file ({err.strerror or err})"
-    top = tree.getroot()
-    size: tuple[int, int] | None = None
-    size_el = top.find("size")
-    if size_el is not None:
-        w, h = _number(size_el.findtext("width")), _number(size_el.findtext("height"))
-        if w is None or h is None or w <= 0 or h <= 0 or not w.is_integer() or not h.is_integer():
-            got = (size_el.findtext("width"), size_el.findtext("height"))
-            return None, None, f"<size> must hold positive integer <width> and <height>, got {got}"
-        size = (int(w), int(h))
-    names: list[str] = []
-    boxes: list[list[float]] = []
-    for k, obj in enumerate(top.iter("object"), 1):
-        name = (obj.findtext("name") or "").strip()
-        box_el = obj.find("bndbox")
-        if not name:
-            return None, None, f"<object> {k} has no <name>"
-        if box_el is None:
-            return None, None, f"<object> {k} ({name}) has no <bndbox>"
-        texts = [box_el.findtext(tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
-        values = [_number(t) for t in texts]
-        if any(v is None for v in values):
-            return None, None, f"<object> {k} ({name}): <bndbox> needs numeric xmin, ymin, xmax, ymax, got {texts}"
-        names.append(name)
-        boxes.append([float(v) for v in values if v is not None])
-    return XmlAnnotation(size, names, np.asarray(boxes, dtype=np.float64).reshape(-1, 4)), None, None
 
 
 def read_synsets(path: Path) -> list[tuple[str, str]]:
@@ -281,11 +209,10 @@ def read_ilsvrc(
     for item in items:
         if item.xml is None:
             continue
-        ann, line, reason = parse_voc_xml(item.xml)
-        if ann is None:
-            problems.append(MetadataProblem(display_path(item.xml, root), line, item.image_id, str(reason)))
-        else:
-            parsed[item.image_id] = ann
+        try:
+            parsed[item.image_id] = parse_voc_xml(item.xml)
+        except AnnotationError as err:
+            problems.append(MetadataProblem(display_path(item.xml, root), err.line, item.image_id, str(err)))
     wnids, names = _classes(synset_path, images, items, parsed)
     index = {w: k for k, w in enumerate(wnids)}
     records: list[ImageRecord] = []
@@ -311,8 +238,6 @@ def _record(
 
     if ann is None and item.wnid is None:
         return fail("no annotation XML for this image: its class is unknown")
-    if ann is not None and not ann.names:
-        return fail("the XML has no <object>")
     if item.wnid is not None:
         wnid = item.wnid
         others = sorted({n for n in ann.names if n != wnid}) if ann is not None else []
@@ -331,21 +256,16 @@ def _record(
             size = read_image_size(item.path)
         except ImageLoadError as err:
             return fail(f"unreadable image: {err.reason}")
-    problems: list[MetadataProblem] = []
-    kept: list[np.ndarray] = []
-    for raw in ann.boxes if ann is not None else []:
-        box, message = check_box(raw, size)
-        if message is not None:
-            problems.append(MetadataProblem(where, None, item.image_id, message))
-        if box is None:
-            return None, problems
-        kept.append(box)
+    boxes, messages = check_object_boxes(ann, size) if ann is not None else (np.zeros((0, 4)), [])
+    problems = [MetadataProblem(where, None, item.image_id, m) for m in messages]
+    if boxes is None:
+        return None, problems
     label = index[wnid]
     record = ImageRecord(
         image_id=item.image_id,
         path=item.path,
         labels=(label,),
-        boxes=np.asarray(kept, dtype=np.float64).reshape(-1, 4),
+        boxes=boxes,
         size=size,
     )
     return record, problems

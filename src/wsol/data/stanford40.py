@@ -10,9 +10,11 @@ Layout (the official archives unpacked side by side)::
                                                        <bndbox> and <action>
 
 Class ids follow ``actions.txt`` order; an image's label is its action (the split file it is listed in); its
-boxes are the person box(es) of the XML, each labelled with the action. Coordinates are converted like
-VOC's (1-based inclusive → 0-based inclusive, :mod:`wsol.data.voc`). Image ids are the file names of the
-split files (``"applauding_001.jpg"``).
+boxes are the person box(es) of the XML, each labelled with the action. The XML is read by
+:func:`wsol.data.xml_annotations.parse_voc_xml` (``label_tag="action"``) and its coordinates converted like
+VOC's, 1-based inclusive → 0-based inclusive (``offset=VOC_OFFSET``: ``x0 = xmin − 1``; the dataset ships no
+parser of its own, and the public readers of its files — Gkioxari et al.'s R*CNN, GluonCV — subtract 1 too).
+Image ids are the file names of the split files (``"applauding_001.jpg"``).
 
 **Splits.** ``"train"`` (4,000 images, 100 per action), ``"official_test"`` (5,532) and Moreaux et al.
 2018 §4.1's split of the official test set: "one with 3532 images used for validation and 2000 (50 images
@@ -26,9 +28,11 @@ afterwards). Records keep the split files' order, actions in ``actions.txt`` ord
 **Bad input.** Missing folders / files raise ``ValueError`` naming them; an action with fewer than
 ``test_per_class`` test images makes the Moreaux split impossible (``ValueError``). Per image, a missing
 JPEG or XML, malformed XML, an XML without ``<size>`` / ``<object>``, an object without ``<action>`` /
-``<bndbox>``, a non-numeric coordinate, a box outside the image, an action name not in ``actions.txt`` or
-one differing from the split file's is a :class:`~wsol.data.metadata.MetadataProblem` naming the file, and
-the image is skipped (see :mod:`wsol.data.voc` for why whole images).
+``<bndbox>``, a non-numeric coordinate, a box rejected by :func:`wsol.data.standard.check_box`
+(``xmax < xmin``, covering no pixel), an action name not in ``actions.txt`` or one differing from the split
+file's is a :class:`~wsol.data.metadata.MetadataProblem` naming the file, and the image is skipped (see
+:mod:`wsol.data.voc` for why whole images). A box sticking out of the image is clipped to it and reported,
+and the image is kept.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ import numpy as np
 
 from wsol.data.metadata import MetadataProblem
 from wsol.data.records import DatasetIndex, ImageRecord, register_dataset
-from wsol.data.voc import AnnotationError, parse_voc_xml, read_split_file
+from wsol.data.voc import read_split_file
+from wsol.data.xml_annotations import VOC_OFFSET, AnnotationError, check_object_boxes, parse_voc_xml
 
 __all__ = ["STANFORD40_SPLITS", "moreaux_split", "read_actions", "read_stanford40"]
 
@@ -105,25 +110,32 @@ def _listed(
     return ids, problems, relative
 
 
-def _record(root: Path, name: str, label: int, actions: list[str]) -> tuple[ImageRecord | None, MetadataProblem | None]:
+def _record(
+    root: Path, name: str, label: int, actions: list[str]
+) -> tuple[ImageRecord | None, list[MetadataProblem]]:
+    """The record of one listed image (``None``: skipped) and the problems met."""
     image = root / "JPEGImages" / name
     xml = root / "XMLAnnotations" / f"{Path(name).stem}.xml"
     if not image.is_file():
-        return None, MetadataProblem(_relative(image, root), None, name, "image listed but absent")
+        return None, [MetadataProblem(_relative(image, root), None, name, "image listed but absent")]
     if not xml.is_file():
-        return None, MetadataProblem(_relative(xml, root), None, name, "annotation file does not exist")
+        return None, [MetadataProblem(_relative(xml, root), None, name, "annotation file does not exist")]
     try:
-        ann = parse_voc_xml(xml, label_tag="action")
+        ann = parse_voc_xml(xml, label_tag="action", offset=VOC_OFFSET, require_size=True)
         for o in ann.objects:
             if o.name not in actions:
                 raise AnnotationError(f"unknown action {o.name!r} (not in ImageSplits/actions.txt)")
             if o.name != actions[label]:
                 raise AnnotationError(f"action {o.name!r} but the image is listed under {actions[label]!r}")
     except AnnotationError as err:
-        return None, MetadataProblem(_relative(xml, root), err.line, name, f"{err}; image skipped")
-    k = len(ann.objects)
-    boxes = np.array([o.box for o in ann.objects], dtype=np.float64)
-    return ImageRecord(name, image, (label,), boxes, np.full(k, label), np.zeros(k, bool), ann.size), None
+        return None, [MetadataProblem(_relative(xml, root), err.line, name, f"{err}; image skipped")]
+    boxes, messages = check_object_boxes(ann)
+    tail = "; image skipped" if boxes is None else ""
+    problems = [MetadataProblem(_relative(xml, root), None, name, m + tail) for m in messages]
+    if boxes is None:
+        return None, problems
+    k = len(boxes)
+    return ImageRecord(name, image, (label,), boxes, np.full(k, label), np.zeros(k, bool), ann.size), problems
 
 
 @register_dataset("stanford40")
@@ -176,9 +188,8 @@ def read_stanford40(root: Path, split: str, *, seed: int = 0, test_per_class: in
             keep = test if split == "test" else val
             fresh = [n for n in fresh if n in keep]
         for name in fresh:
-            record, problem = _record(root, name, label, actions)
+            record, found = _record(root, name, label, actions)
+            problems.extend(found)
             if record is not None:
                 records.append(record)
-            if problem is not None:
-                problems.append(problem)
     return DatasetIndex("stanford40", root, split, actions, records, problems=problems)

@@ -12,15 +12,17 @@ with ``year=2007`` / ``year=2012`` or ``years=(2007, 2012)`` (the "07+12" union;
 ``"000005"``, the devkit's results-file id).
 
 **Boxes.** VOC ``bndbox`` corners are 1-based pixel indices, both inclusive (the devkit's
-``(xmax − xmin + 1)·(ymax − ymin + 1)`` area). We store 0-based inclusive corners
+``(xmax − xmin + 1)·(ymax − ymin + 1)`` area). :func:`wsol.data.xml_annotations.parse_voc_xml` with
+``offset=VOC_OFFSET`` stores 0-based inclusive corners
 
 .. math:: x_0 = x_{min} - 1,\quad y_0 = y_{min} - 1,\quad x_1 = x_{max} - 1,\quad y_1 = y_{max} - 1,
 
 so a box covers pixel columns ``x0 … x1`` of the decoded array, and :func:`wsol.metrics.boxes.box_iou` /
 :mod:`wsol.metrics.detection` (inclusive ``+1`` widths, like the devkit) give the devkit's IoUs (a common
-shift never changes an IoU). A box must lie in the image the XML ``<size>`` describes:
-``1 ≤ xmin ≤ xmax ≤ width`` and ``1 ≤ ymin ≤ ymax ≤ height``. :func:`wsol.localizer.voc_xml` writes
-the inverse (``+ 1``).
+shift never changes an IoU). Boxes are then checked against the XML ``<size>`` by the policy every reader
+shares, :func:`wsol.data.standard.check_box`: a box sticking out of the image is clipped to it and reported,
+the image kept; a box with ``xmax < xmin`` / ``ymax < ymin`` or covering no pixel leaves its image out.
+:func:`wsol.localizer.voc_xml` writes the inverse (``+ 1``).
 
 **Labels.** Every object is kept with its class and ``difficult`` flag (``<difficult>`` absent = 0).
 By default (``difficult_labels="include"``) an image's labels are *all* classes with an object in it,
@@ -32,20 +34,18 @@ Neither Qiu et al. (GWAP) nor Gudi et al. (SPAM) say how they treat them. ``diff
 drops difficult-only classes from the labels instead (boxes are kept either way).
 
 **Bad input.** A missing folder / split file raises ``ValueError`` naming it. Per image, a missing XML, a
-missing JPEG, malformed XML, an XML without ``<size>`` or without any ``<object>``, and any bad object (no
-``<bndbox>``, a non-numeric or non-finite coordinate, a box outside the image or with ``xmax < xmin``, an
-unknown class name) is reported as a :class:`~wsol.data.metadata.MetadataProblem` naming the file and the
-**whole image is skipped**: keeping it without the bad object would leave an image whose labels or ground
-truth miss an object that is really there (a correct detection would then count as a false positive).
+missing JPEG, an XML the parser rejects (malformed, no ``<size>`` or no ``<object>``, an object without
+``<bndbox>``, a missing, non-numeric or non-finite coordinate, ``<difficult>`` other than 0 / 1), an unknown
+class name or a box rejected by :func:`~wsol.data.standard.check_box` is reported as a
+:class:`~wsol.data.metadata.MetadataProblem` naming the file (and the line of malformed XML) and the **whole
+image is skipped**: keeping it without the bad object would leave an image whose labels or ground truth miss
+an object that is really there (a correct detection would then count as a false positive).
 """
 
 from __future__ import annotations
 
-import math
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -53,14 +53,11 @@ import numpy as np
 
 from wsol.data.metadata import MetadataProblem
 from wsol.data.records import DatasetIndex, ImageRecord, register_dataset
+from wsol.data.xml_annotations import VOC_OFFSET, AnnotationError, check_object_boxes, parse_voc_xml
 
 __all__ = [
     "VOC_CLASSES",
-    "AnnotationError",
-    "VocAnnotation",
-    "VocObject",
     "difficult_only_mask",
-    "parse_voc_xml",
     "read_split_file",
     "read_voc",
 ]
@@ -71,119 +68,7 @@ VOC_CLASSES: tuple[str, ...] = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 
-_CORNERS = ("xmin", "ymin", "xmax", "ymax")
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-class AnnotationError(ValueError):
-    """An annotation XML that cannot be used; ``line`` is the XML line when the parser knows it."""
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.line = line
-
-
-@dataclass(frozen=True)
-class VocObject:
-    """One ``<object>``: its label text, 0-based inclusive box ``(x0, y0, x1, y1)`` and ``difficult`` flag."""
-
-    name: str
-    box: tuple[float, float, float, float]
-    difficult: bool
-
-
-@dataclass(frozen=True)
-class VocAnnotation:
-    """A parsed annotation file: ``size = (width, height)`` and the objects in file order."""
-
-    size: tuple[int, int]
-    objects: tuple[VocObject, ...]
-
-
-def _text(element: ET.Element, tag: str) -> str | None:
-    child = element.find(tag)
-    if child is None or child.text is None:
-        return None
-    return child.text.strip()
-
-
-def _positive_int(element: ET.Element, tag: str) -> int:
-    text = _text(element, tag)
-    try:
-        value = int(text) if text is not None else 0
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise AnnotationError(f"<size><{tag}> must be a positive integer, got {text!r}")
-    return value
-
-
-def _coordinate(bndbox: ET.Element, tag: str, where: str) -> float:
-    text = _text(bndbox, tag)
-    if text is None:
-        raise AnnotationError(f"{where}: <bndbox> has no <{tag}>")
-    try:
-        value = float(text)
-    except ValueError:
-        raise AnnotationError(f"{where}: <{tag}> is not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise AnnotationError(f"{where}: <{tag}> is not finite: {text!r}")
-    return value
-
-
-def _difficult(obj: ET.Element, where: str) -> bool:
-    text = _text(obj, "difficult")
-    if text in (None, ""):
-        return False
-    if text not in ("0", "1"):
-        raise AnnotationError(f"{where}: <difficult> must be 0 or 1, got {text!r}")
-    return text == "1"
-
-
-def parse_voc_xml(path: Path, label_tag: str = "name") -> VocAnnotation:
-    """Parse one VOC-style annotation file (also Stanford 40's, with ``label_tag="action"``).
-
-    Boxes are converted to 0-based inclusive corners (``x0 = xmin − 1``, …, see the module docstring) and
-    must lie inside ``<size>``: ``0 ≤ x0 ≤ x1 ≤ width − 1`` (same for y).
-
-    Args:
-        path: the XML file.
-        label_tag: the child of ``<object>`` holding the object's label.
-
-    Raises:
-        AnnotationError: unreadable or malformed XML (with its line), no ``<size>``, no ``<object>``, or an
-            object without label / ``<bndbox>``, with a non-numeric coordinate or a box outside the image.
-    """
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as err:
-        raise AnnotationError(f"malformed XML ({err})", line=err.position[0]) from None
-    except OSError as err:
-        raise AnnotationError(f"cannot read the file ({err.strerror or err})") from None
-    size = root.find("size")
-    if size is None:
-        raise AnnotationError("no <size> element (image width and height)")
-    width, height = _positive_int(size, "width"), _positive_int(size, "height")
-    objects = root.findall("object")
-    if not objects:
-        raise AnnotationError("no <object> element")
-    out = []
-    for n, obj in enumerate(objects, 1):
-        name = _text(obj, label_tag)
-        where = f"object {n}" + (f" ({name})" if name else "")
-        if not name:
-            raise AnnotationError(f"{where}: no <{label_tag}>")
-        bndbox = obj.find("bndbox")
-        if bndbox is None:
-            raise AnnotationError(f"{where}: no <bndbox>")
-        xmin, ymin, xmax, ymax = (_coordinate(bndbox, tag, where) for tag in _CORNERS)
-        if not (1 <= xmin <= xmax <= width and 1 <= ymin <= ymax <= height):
-            raise AnnotationError(
-                f"{where}: box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} is not inside the "
-                f"{width}×{height} image (need 1 ≤ xmin ≤ xmax ≤ width, 1 ≤ ymin ≤ ymax ≤ height)"
-            )
-        out.append(VocObject(name, (xmin - 1, ymin - 1, xmax - 1, ymax - 1), _difficult(obj, where)))
-    return VocAnnotation((width, height), tuple(out))
 
 
 def read_split_file(path: Path, relative: str) -> tuple[list[tuple[int, str]], list[MetadataProblem]]:
@@ -286,14 +171,19 @@ def _read_year(
             problems.append(MetadataProblem(_relative(jpg_path, root), None, rid, "image listed but absent"))
             continue
         try:
-            ann = parse_voc_xml(xml_path)
-            unknown = sorted({o.name for o in ann.objects} - set(class_id))
+            ann = parse_voc_xml(xml_path, offset=VOC_OFFSET, require_size=True)
+            unknown = sorted(set(ann.names) - set(class_id))
             if unknown:
                 raise AnnotationError(f"unknown class name(s) {unknown}; VOC classes: {', '.join(VOC_CLASSES)}")
         except AnnotationError as err:
             problems.append(MetadataProblem(_relative(xml_path, root), err.line, rid, f"{err}; image skipped"))
             continue
-        box_labels = np.array([class_id[o.name] for o in ann.objects], dtype=np.int64)
+        boxes, messages = check_object_boxes(ann)
+        tail = "; image skipped" if boxes is None else ""
+        problems.extend(MetadataProblem(_relative(xml_path, root), None, rid, m + tail) for m in messages)
+        if boxes is None:
+            continue
+        box_labels = np.array([class_id[name] for name in ann.names], dtype=np.int64)
         difficult = np.array([o.difficult for o in ann.objects], dtype=bool)
         kept = box_labels if include_difficult else box_labels[~difficult]
         records.append(
@@ -301,7 +191,7 @@ def _read_year(
                 rid,
                 jpg_path,
                 tuple(sorted({int(c) for c in kept})),
-                boxes=np.array([o.box for o in ann.objects], dtype=np.float64),
+                boxes=boxes,
                 box_labels=box_labels,
                 difficult=difficult,
                 size=ann.size,
