@@ -22,7 +22,8 @@ Box conventions (``box_scaling``):
     ``|s − 1|`` pixels on the far corner (none on the near corner, none for ``s = 1``); only for evaluation
     transforms (a pure resize), to reproduce their numbers.
 
-Boxes are clipped to the output image. A box thinner than one output pixel (``"edges"``: continuous width
+torchvision maps the boxes in float32 (relative error ~1e-7); they are returned as float64. Boxes are clipped to
+the output image. A box thinner than one output pixel (``"edges"``: continuous width
 ``< 1``) collapses onto its near corner (``x1 = x0``), the one-pixel box of the inclusive convention. A box
 entirely cut away by a crop becomes a row of ``NaN`` (the row is kept so that ``box_labels`` stay aligned;
 callers that need boxes drop NaN rows).
