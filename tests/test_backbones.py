@@ -340,3 +340,18 @@ def test_grayscale_named_backbones():
         assert isinstance(net.backbone, CutBackbone) and net.pretrained_cfg["input_size"][0] == 1
         with torch.no_grad():
             assert net(torch.rand(1, 1, 64, 64)).cams.shape[1] == 2
+
+
+def test_vgg16_pool5_is_gudis_stride_32_network():
+    """``pool5=True`` = the stride-16 features followed by VGG's 2×2 max pool (same weights), 15×15 at 500."""
+    torch.manual_seed(0)
+    plain = create_model("vgg16", head="cam", num_classes=3, backbone_kwargs={"extra_conv": None})
+    pooled = create_model("vgg16", head="cam", num_classes=3, backbone_kwargs={"extra_conv": None, "pool5": True})
+    pooled.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(pooled.backbone(x), F.max_pool2d(plain.backbone(x), 2))
+    assert mapping_resolution(pooled, (500, 500)) == (15, 15)
+    assert mapping_resolution(plain, (500, 500)) == (31, 31)
+    with pytest.raises(ValueError, match="pool5"):
+        create_model("vgg16", backbone_kwargs={"pool5": "yes"})

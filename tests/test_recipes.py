@@ -124,7 +124,7 @@ def test_shipped_hyper_parameters_follow_the_papers() -> None:
 
 # CAM size at each config's input size, from the layer arithmetic of wsol.models.backbones
 SHIPPED_MAPS = {
-    "gudi_vgg16_spam_voc07": 31,  # vgg16: floor(500 / 16)
+    "gudi_vgg16_spam_voc07": 15,  # vgg16 with pool5 (Gudi §4.2): floor(500 / 32)
     "qiu_caffenet_gwap_voc07": 36,  # alexnet at 600: a = floor(597/4) = 149, b = floor(148/2) = 74, floor(73/2)
     "qiu_googlenet_gwap_voc07": 37,  # googlenet: floor(ceil(600/2) / 8)
     "moreaux_inception_gap5_stanford40": 17,  # inception_v3 at 299 (Moreaux §3.1: 17x17)

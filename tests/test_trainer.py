@@ -341,3 +341,23 @@ def test_checkpoint_of_a_create_model_network_rebuilds_with_load_model(tmp_path:
     model.eval()
     with torch.no_grad():
         assert torch.equal(rebuilt(images)[0], model(images)[0])
+
+
+def test_head_lr_mult_scales_only_the_new_layers(tmp_path: Path) -> None:
+    """Plain SGD, one full-batch step: the head moves exactly ``mult`` times as far, the backbone as far."""
+    steps = {}
+    for mult in (1.0, 10.0):
+        model = model_factory(bn=False)
+        init = {k: v.clone() for k, v in model.state_dict().items()}
+        config = cfg(tmp_path / str(mult), epochs=1, batch_size=48, optimizer="sgd", momentum=0.0, lr=0.01,
+                     head_lr_mult=mult)
+        trainer = Trainer(model, TRAIN, None, config)
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == ([0.01] if mult == 1.0 else [0.01, 0.1])
+        trainer.fit()
+        steps[mult] = {k: model.state_dict()[k] - init[k] for k in init}
+    for k in steps[1.0]:
+        expected = steps[1.0][k] * (10.0 if k.startswith("classifier.") else 1.0)
+        torch.testing.assert_close(steps[10.0][k], expected, rtol=1e-4, atol=1e-7)
+    assert steps[1.0]["classifier.weight"].abs().sum() > 0
+    with pytest.raises(ValueError, match="head_lr_mult"):
+        TrainConfig(head_lr_mult=0.0)

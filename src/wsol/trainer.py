@@ -112,6 +112,9 @@ class TrainConfig:
             ``"none"``.
         channels_last: run model and inputs in ``torch.channels_last`` memory format (same numbers up to
             float rounding; often much faster for convolutions on CPU).
+        head_lr_mult: learning rate of the non-backbone parameters (the new CAM layers) = ``lr × head_lr_mult``;
+            the backbone keeps ``lr``. Choe et al. 2020 (wsolevaluation) train the new layers 10× faster
+            than the pre-trained ones. Needs a model exposing its backbone (as for freezing).
     """
 
     epochs: int = 10
@@ -138,6 +141,7 @@ class TrainConfig:
     progress: bool = True
     log_format: Literal["text", "json", "none"] = "text"
     channels_last: bool = False
+    head_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         self.out_dir = str(self.out_dir)
@@ -175,6 +179,7 @@ class TrainConfig:
         choice("amp_dtype", ("bf16", "fp16"))
         choice("log_format", ("text", "json", "none"))
         finite("lr", 0.0)
+        finite("head_lr_mult", 0.0, strict=True)
         finite("momentum", 0.0)
         finite("weight_decay", 0.0)
         finite("lr_gamma", 0.0, strict=True)
@@ -381,7 +386,8 @@ class Trainer:
         self.val_set = val_set
         self.metrics_fn = metrics_fn
         self.regularizer = self._resolve_regularizer(regularizer)
-        self._backbone_params = self._find_backbone_params() if cfg.freeze_backbone_epochs > 0 else []
+        needs_backbone = cfg.freeze_backbone_epochs > 0 or cfg.head_lr_mult != 1.0
+        self._backbone_params = self._find_backbone_params() if needs_backbone else []
         self._amp = cfg.amp and self.device.type == "cuda"
         if cfg.amp and not self._amp:
             warnings.warn("TrainConfig.amp=True ignored: mixed precision is only used on CUDA", stacklevel=2)
@@ -433,8 +439,8 @@ class Trainer:
             params = list(model.backbone.parameters())  # type: ignore[union-attr]
         else:
             raise ValueError(
-                f"TrainConfig.freeze_backbone_epochs={self.config.freeze_backbone_epochs} but "
-                f"{type(model).__name__} has neither a backbone_parameters() method nor a `backbone` sub-module"
+                f"TrainConfig.freeze_backbone_epochs={self.config.freeze_backbone_epochs} / head_lr_mult="
+                f"{self.config.head_lr_mult} need the backbone, but {type(model).__name__} has neither a backbone_parameters() method nor a `backbone` sub-module"
             )
         if not params:
             raise ValueError(f"{type(model).__name__} exposes an empty backbone; cannot freeze it")
@@ -451,9 +457,18 @@ class Trainer:
         return out
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """Optimizer over all model parameters (frozen ones simply receive no gradient). Overridable."""
+        """Optimizer over all model parameters (frozen ones simply receive no gradient). Overridable.
+
+        With ``head_lr_mult != 1`` there are two parameter groups: the backbone at ``lr`` and the rest at
+        ``lr × head_lr_mult`` (the step schedule scales both).
+        """
         cfg = self.config
-        params = list(self.model.parameters())
+        params: list[Any] = list(self.model.parameters())
+        if cfg.head_lr_mult != 1.0:
+            backbone = {id(p) for p in self._backbone_params}
+            head = [p for p in params if id(p) not in backbone]
+            params = [{"params": [p for p in params if id(p) in backbone]},
+                      {"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.optimizer == "adam":

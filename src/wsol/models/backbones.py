@@ -216,9 +216,12 @@ def _with_extra(
 
 
 @register_model("vgg16")
-def vgg16(in_chans: int = 3, extra_conv: int | None = 1024) -> tuple[nn.Module, int]:
+def vgg16(in_chans: int = 3, extra_conv: int | None = 1024, pool5: bool = False) -> tuple[nn.Module, int]:
     """timm ``vgg16`` conv layers up to conv5_3 + ReLU (``features.0``–``features.29``; pool5 = ``features.30``
     removed), then Zhou's conv3×3 ``extra_conv`` + ReLU. Maps ``⌊H/16⌋``, 14×14 at 224.
+
+    ``pool5=True`` keeps pool5 (stride 32, 7×7 at 224): the network of Gudi et al. 2017 §4.2, whose CAM layer
+    replaces only the fully connected layers.
 
     The model is instantiated on the ``meta`` device (its 120 M-parameter classifier is never allocated);
     the kept convs are then materialized with the VGG init (He-normal fan-out, zero bias).
@@ -229,12 +232,14 @@ def vgg16(in_chans: int = 3, extra_conv: int | None = 1024) -> tuple[nn.Module, 
     extra = _check_extra_conv(extra_conv)
     with torch.device("meta"):
         full = timm.create_model("vgg16", pretrained=False, in_chans=in_chans)
-    features = full.features[:30].to_empty(device="cpu")  # drop index 30 = pool5
+    if not isinstance(pool5, bool):
+        raise ValueError(f"pool5 must be True or False, got {pool5!r}")
+    features = full.features[: 31 if pool5 else 30].to_empty(device="cpu")  # index 30 = pool5
     _kaiming_init(features.modules())
     stages, channels, new = _with_extra(OrderedDict(features=features), 512, extra)
     cfg = _channel_cfg(_cfg((3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875), in_chans)
     keys = SourceKeys(removed_prefixes=("classifier.", "pre_logits.", "head."), new_prefixes=new)
-    return CutBackbone(stages, channels, 16, cfg, keys), channels
+    return CutBackbone(stages, channels, 32 if pool5 else 16, cfg, keys), channels
 
 
 # ----------------------------------------------------------------------------------------------
