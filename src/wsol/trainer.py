@@ -440,7 +440,8 @@ class Trainer:
         else:
             raise ValueError(
                 f"TrainConfig.freeze_backbone_epochs={self.config.freeze_backbone_epochs} / head_lr_mult="
-                f"{self.config.head_lr_mult} need the backbone, but {type(model).__name__} has neither a backbone_parameters() method nor a `backbone` sub-module"
+                f"{self.config.head_lr_mult} need the backbone, but {type(model).__name__} has neither a "
+                "backbone_parameters() method nor a `backbone` sub-module"
             )
         if not params:
             raise ValueError(f"{type(model).__name__} exposes an empty backbone; cannot freeze it")
