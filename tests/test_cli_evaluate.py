@@ -171,3 +171,67 @@ def test_usage_errors_exit_2(trained: tuple[Path, Path], tmp_path: Path, capsys:
     (other / "metadata" / "test" / "class_names.txt").write_text("a\nb\n")
     assert main(["evaluate", "--checkpoint", str(ckpt), "--out", out, "--root", str(other)]) == 2
     assert "3 classes but the dataset has 2" in capsys.readouterr().err
+
+
+def _voc_fixture(root: Path, n: int = 6) -> Path:
+    """VOC2007 layout: each image holds one or two coloured squares; red = aeroplane, green = bicycle."""
+    voc = root / "VOC2007"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    ids = []
+    for i in range(n):
+        img = np.full((SIZE, SIZE, 3), 20, dtype=np.uint8)
+        objects = []
+        for cls, name in ((0, "aeroplane"), (1, "bicycle"))[: 1 + i % 2]:
+            x0, y0 = (int(v) for v in rng.integers(0, 20, size=2)) if cls == 0 else (2, 22)
+            img[y0 : y0 + 8, x0 : x0 + 8, cls] = 230
+            # VOC corners are 1-based inclusive
+            objects.append(f"<object><name>{name}</name><difficult>0</difficult><bndbox><xmin>{x0 + 1}</xmin>"
+                           f"<ymin>{y0 + 1}</ymin><xmax>{x0 + 8}</xmax><ymax>{y0 + 8}</ymax></bndbox></object>")
+        image_id = f"{i:06d}"
+        Image.fromarray(img).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=95)
+        (voc / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><filename>{image_id}.jpg</filename><size><width>{SIZE}</width><height>{SIZE}</height>"
+            f"<depth>3</depth></size>{''.join(objects)}</annotation>"
+        )
+        ids.append(image_id)
+    for split in ("train", "test"):
+        (voc / "ImageSets/Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return voc
+
+
+def test_multilabel_checkpoint_reports_cam_detection_ap(tmp_path: Path) -> None:
+    """VOC data + a SPAM CAM model: ``wsol evaluate`` adds Gudi's CAM-detection AP, equal to the library's."""
+    from wsol.detection.cam_detector import CAMDetector
+
+    voc = _voc_fixture(tmp_path / "voc")
+    raw = {
+        "model": {"name": "lenet5", "head": "cam", "pooling": "spam", "in_chans": 3,
+                  "head_kwargs": {"output_affine": True}},
+        "data": {"dataset": "voc", "root": str(voc), "val_split": None, "test_split": "test", "recipe": "none",
+                 "image_size": [32, 32]},
+        "train": {"epochs": 2, "batch_size": 3, "device": "cpu", "out_dir": str(tmp_path / "run"),
+                  "progress": False, "log_format": "none", "lr": 0.01, "loss": "bce"},
+        "log": {"tensorboard": False},
+    }  # fmt: skip
+    torch.manual_seed(0)
+    train_from_config(load_run_config(raw))
+    out = tmp_path / "eval"
+    ckpt = tmp_path / "run" / "last.pt"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--out", str(out), "--interval", "0.05"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    det = report["detection"]
+    assert set(det) >= {"mAP", "mAP_all_point", "per_class_AP"}
+    model = load_model(ckpt).eval()
+    cfg = load_run_config(raw)
+    detector = CAMDetector(model, ratio=0.0, relative_floor=0.5, nms_iou=0.5)
+    lib = evaluate_model(model, build_dataset(cfg, "test", False, model=model), detector=detector.detect_from_cams,
+                         cam_curve_interval=0.05)
+    assert det["mAP"] == pytest.approx(lib.detection["mAP"], abs=1e-9)
+    assert det["per_class_AP"]["aeroplane"] == pytest.approx(lib.detection["per_class_AP"]["aeroplane"], abs=1e-9)
+    assert 0.0 <= det["mAP"] <= 100.0
+    off = tmp_path / "eval_off"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--out", str(off), "--interval", "0.05",
+                 "--detection", "off"]) == 0  # fmt: skip
+    assert json.loads((off / "report.json").read_text())["detection"] is None

@@ -59,6 +59,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--interval", type=float, default=0.001, help="MaxBoxAcc/PxAP CAM threshold spacing")
     parser.add_argument("--pointing-tolerance", type=float, default=0.0, help="pointing game tolerance in pixels")
     parser.add_argument("--curves", action="store_true", help="include the 1000-point MaxBoxAcc/PxAP curves in JSON")
+    parser.add_argument(
+        "--detection", choices=("auto", "off"), default="auto",
+        help="auto: VOC detection AP from CAM detections (Gudi) on multi-label data with boxes (default)",
+    )
+    parser.add_argument("--det-ratio", type=float, default=0.0, help="fast-backprojection ratio r (default 0)")
+    parser.add_argument(
+        "--det-floor", type=float, default=0.5, help="mountain floor as a fraction of the map maximum (default 0.5)"
+    )
+    parser.add_argument("--det-nms", type=float, default=0.5, help="per-class NMS IoU of CAM detections (default 0.5)")
     parser.add_argument("--out", required=True, help="output folder for report.json, report.md and the plots")
     parser.set_defaults(func=run)
 
@@ -93,6 +102,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return f"--iou must be distinct integers in (0, 100], got {args.iou}"
     if not (math.isfinite(args.pointing_tolerance) and args.pointing_tolerance >= 0):
         return f"--pointing-tolerance must be >= 0, got {args.pointing_tolerance}"
+    if not 0.0 <= args.det_ratio <= 1.0:
+        return f"--det-ratio must lie in [0, 1], got {args.det_ratio}"
+    if not 0.0 <= args.det_floor < 1.0:
+        return f"--det-floor must lie in [0, 1), got {args.det_floor}"
+    if not 0.0 < args.det_nms <= 1.0:
+        return f"--det-nms must lie in (0, 1], got {args.det_nms}"
     if not Path(args.checkpoint).is_file():
         return f"checkpoint {args.checkpoint!r} does not exist"
     bad = [o for o in args.overrides if "=" not in o]
@@ -179,6 +194,22 @@ def _write_outputs(out: Path, report: Any, curves: bool) -> None:
     report.plots(out)
 
 
+def _cam_detector(args: argparse.Namespace, model: Any, index: Any) -> Any:
+    """Gudi et al.'s single-shot CAM detector for multi-label data with boxes (VOC), else None."""
+    if args.detection == "off" or not index.multilabel or not any(len(r.boxes) for r in index.records):
+        return None
+    from wsol.detection.cam_detector import CAMDetector
+
+    kwargs = {"ratio": args.det_ratio, "relative_floor": args.det_floor, "nms_iou": args.det_nms}
+    try:
+        detector = CAMDetector(model, **kwargs)
+    except ValueError:  # a head without Gudi's output layer: peaks of positive CAM values
+        print(f"{PROG}: note: the model's head has no per-class output layer; CAM peaks above 0 are detections",
+              file=sys.stderr)
+        detector = CAMDetector(model, thresholds=0.0, **kwargs)
+    return detector.detect_from_cams
+
+
 def run(args: argparse.Namespace) -> int:
     from wsol.commands import output_dir_problem
     from wsol.config import ConfigError
@@ -220,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     try:
+        detector = _cam_detector(args, model, index)
         report = evaluate_model(
             model,
             dataset,
@@ -231,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
             iou_thresholds=args.iou,
             cam_curve_interval=args.interval,
             pointing_tolerance=args.pointing_tolerance,
+            detector=detector,
             progress=sys.stderr.isatty(),
             verbose=True,
         )
