@@ -210,6 +210,20 @@ def _cam_detector(args: argparse.Namespace, model: Any, index: Any) -> Any:
     return detector.detect_from_cams
 
 
+def _evaluate_detection(args: argparse.Namespace) -> int:
+    """R-FCN detection checkpoints (Qiu §III-D): VOC07 / area AP per class, mAP and CorLoc."""
+    from wsol.detection.config import evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(args.checkpoint, root=args.root, split=args.split, device=args.device,
+                                     out_dir=args.out)
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(f"detection: mAP (VOC07 11-point) {100 * result['map']:.2f} | area mAP {100 * result['map_area']:.2f}")
+    print(f"report: {Path(args.out) / 'detection_eval.json'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from wsol.commands import output_dir_problem
     from wsol.config import ConfigError
@@ -227,9 +241,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     extras = dict(ckpt.get("extras") or {})
+    if extras.get("task", "classification") == "detection":
+        return _evaluate_detection(args)
     if extras.get("task", "classification") != "classification":
-        # Hook: detection checkpoints (extras["task"] == "detection") are evaluated by wsol.detection.
-        return _fail(f"{args.checkpoint} is a {extras['task']!r} checkpoint; evaluate it with wsol.detection")
+        return _fail(f"{args.checkpoint} is a {extras['task']!r} checkpoint, which wsol evaluate does not know")
     try:
         cfg = _run_config(args, extras)
         split = args.split or cfg.data.test_split or cfg.data.val_split
