@@ -166,7 +166,7 @@ def test_usage_errors_exit_2(trained: tuple[Path, Path], tmp_path: Path, capsys:
     obj["extras"] = {**obj["extras"], "task": "detection"}
     torch.save(obj, tmp_path / "det.pt")
     assert main(["evaluate", "--checkpoint", str(tmp_path / "det.pt"), "--out", out]) == 2
-    assert "wsol.detection" in capsys.readouterr().err
+    assert "detection" in capsys.readouterr().err  # a classification run config in a "detection" checkpoint
     other = _dataset(tmp_path / "two", n_train=1, n_test=2)
     (other / "metadata" / "test" / "class_names.txt").write_text("a\nb\n")
     assert main(["evaluate", "--checkpoint", str(ckpt), "--out", out, "--root", str(other)]) == 2
