@@ -60,6 +60,7 @@ from wsol.localize import (
     MapStats,
     ReceptiveField,
     available_box_strategies,
+    boxes_to_original,
     build_box_strategy,
     normalize_map,
     receptive_field_chain,
@@ -732,19 +733,8 @@ class Localizer:
         return norm.view_as(maps), constant, ~finite
 
     def _to_image(self, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """Input-pixel boxes → original-pixel boxes (formula in the module docstring)."""
-        if boxes.size == 0:
-            return boxes.reshape(0, 4)
-        (h_in, w_in), (h, w) = self.input_size, size
-        sx, sy = w / w_in, h / h_in
-        out = np.empty_like(boxes)
-        out[:, 0] = np.floor(boxes[:, 0] * sx + 1e-9)
-        out[:, 1] = np.floor(boxes[:, 1] * sy + 1e-9)
-        out[:, 2] = np.ceil((boxes[:, 2] + 1) * sx - 1e-9) - 1
-        out[:, 3] = np.ceil((boxes[:, 3] + 1) * sy - 1e-9) - 1
-        out[:, 0::2] = np.clip(out[:, 0::2], 0, w - 1)
-        out[:, 1::2] = np.clip(out[:, 1::2], 0, h - 1)
-        return out
+        """Input-pixel boxes → original-pixel boxes (:func:`wsol.localize.boxes_to_original`)."""
+        return boxes_to_original(boxes, self.input_size, size)
 
 
 def _box_means(norm: np.ndarray, boxes: np.ndarray) -> np.ndarray:

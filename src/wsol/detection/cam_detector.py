@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
-from wsol.localize import MapStats, ReceptiveField, gudi_detect, receptive_field_chain
+from wsol.localize import MapStats, ReceptiveField, boxes_to_original, gudi_detect, receptive_field_chain
 from wsol.metrics.detection import evaluate_detections
 from wsol.metrics.localization import corloc
 
@@ -92,33 +92,6 @@ def _check_unit(value: Any, name: str, *, upper_open: bool = False) -> float:
     if not (0.0 <= v < 1.0 if upper_open else 0.0 <= v <= 1.0):
         raise ValueError(f"{name} must be in [0, 1{')' if upper_open else ']'}, got {value!r}")
     return v
-
-
-def boxes_to_original(
-    boxes: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int]
-) -> np.ndarray:
-    r"""Map inclusive boxes on a resized ``input_size = (h_in, w_in)`` image back to ``original_size = (H, W)``.
-
-    :math:`X_0 = \lfloor x_0 W / w_{in} \rfloor`, :math:`X_1 = \lceil (x_1 + 1) W / w_{in} \rceil - 1` (and the
-    same for ``y`` with ``H / h_in``): the original pixels covered by the input pixels of the box, clipped to
-    the image. The identity when the sizes are equal.
-
-    Returns:
-        ``(K, 4)`` int64 array.
-    """
-    b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-    (h_in, w_in), (h, w) = _check_size(input_size, "input_size"), _check_size(original_size, "original_size")
-    if (h_in, w_in) == (h, w) or b.size == 0:
-        return b.copy()
-    sx, sy = w / w_in, h / h_in
-    out = np.empty_like(b)
-    out[:, 0] = np.floor(b[:, 0] * sx + 1e-9)
-    out[:, 1] = np.floor(b[:, 1] * sy + 1e-9)
-    out[:, 2] = np.ceil((b[:, 2] + 1) * sx - 1e-9) - 1
-    out[:, 3] = np.ceil((b[:, 3] + 1) * sy - 1e-9) - 1
-    out[:, 0::2] = np.clip(out[:, 0::2], 0, w - 1)
-    out[:, 1::2] = np.clip(out[:, 1::2], 0, h - 1)
-    return out
 
 
 def _in_channels(model: nn.Module) -> int:
