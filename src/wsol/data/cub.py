@@ -27,7 +27,6 @@ not reported (they do not affect it); lines that cannot be tied to an image alwa
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from wsol.data.metadata import MetadataProblem
+from wsol.data.metadata import MetadataProblem, parse_finite_number
 from wsol.data.records import DatasetIndex, ImageRecord, register_dataset
 from wsol.data.standard import (
     as_bool,
@@ -70,13 +69,6 @@ def _number(text: str) -> int | None:
         return None
     return value if value >= 1 else None
 
-
-def _float(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 class _Cub:
@@ -172,7 +164,7 @@ def _parse_split(fields: list[str]) -> int | None:
 
 
 def _parse_box(fields: list[str]) -> list[float] | None:
-    values = [_float(t) for t in fields]
+    values = [parse_finite_number(t) for t in fields]
     if len(values) != 4 or any(v is None for v in values):
         return None
     x, y, w, h = (float(v) for v in values if v is not None)

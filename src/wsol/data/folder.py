@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from wsol.data.metadata import MetadataProblem
+from wsol.data.metadata import MetadataProblem, parse_finite_number
 from wsol.data.records import DatasetIndex, ImageRecord, register_dataset
 from wsol.data.standard import (
     as_bool,
@@ -58,13 +57,6 @@ __all__ = ["BOX_CSV_HEADER", "read_box_csv", "read_folder"]
 BOX_CSV_HEADER = ("image_id", "x0", "y0", "x1", "y1")
 _SPLIT_FOLDERS = ("train", "val", "test")
 
-
-def _coord(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def read_box_csv(path: Path, root: Path) -> tuple[dict[str, list[tuple[int, list[float]]]], list[MetadataProblem]]:
@@ -103,7 +95,7 @@ def read_box_csv(path: Path, root: Path) -> tuple[dict[str, list[tuple[int, list
                 if image_id:
                     bad.add(image_id)
                 continue
-            values = [_coord(c) for c in row[1:]]
+            values = [parse_finite_number(c) for c in row[1:]]
             if any(v is None for v in values):
                 problems.append(MetadataProblem(name, line, image_id, f"coordinates must be numbers, got {row[1:]}"))
                 bad.add(image_id)

@@ -34,6 +34,7 @@ __all__ = [
     "Metadata",
     "MetadataError",
     "MetadataProblem",
+    "parse_finite_number",
     "read_metadata",
     "read_predictions",
 ]
@@ -118,7 +119,7 @@ def _parse_int(text: str) -> int | None:
         return None
 
 
-def _parse_coord(text: str) -> float | None:
+def parse_finite_number(text: str) -> float | None:
     """An int, or a finite float (some exports write ``12.0``); ``None`` if not a number."""
     try:
         value = float(int(text))
@@ -215,7 +216,7 @@ class _Reader:
         file = "localization.txt"
         boxes: dict[str, list[list[float]]] = {}
         for lineno, (image_id, *texts) in self.fields(file, 5, "<image_id>,<x0>,<y0>,<x1>,<y1>"):
-            values = [_parse_coord(t) for t in texts]
+            values = [parse_finite_number(t) for t in texts]
             if image_id not in known:
                 self.problem(file, lineno, None, f"image id {image_id!r} is not listed in image_ids.txt")
                 continue
